@@ -1,0 +1,40 @@
+# semseg_ros: `make demo` and `make test` are the two commands a new user needs.
+# The first use creates .venv and installs everything from requirements.txt.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Keep DDS discovery on this machine; tests pick their own ROS_DOMAIN_ID per process.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_LOG_DIR := $(CURDIR)/log/ros
+export ROS_HOME := $(CURDIR)/log/ros_home
+
+.PHONY: all venv test lint demo bench clean
+
+all: test
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q test
+
+lint: $(STAMP)
+	$(PY) -m pytest -q test/test_lint.py
+
+bench: $(STAMP)
+	$(VENV)/bin/semseg bench --model all
+
+demo: $(STAMP)
+	$(PY) -m semseg_ros.demo --out demo_out
+
+clean:
+	rm -rf build install log demo_out .pytest_cache

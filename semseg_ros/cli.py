@@ -1,0 +1,46 @@
+"""The ``semseg`` command: one entry point, one subcommand per tool.
+
+Each subcommand lives in its own module exposing ``main(argv=None)``; it is imported
+only when asked for, so ``semseg --help`` stays fast and nothing runs on import.
+"""
+
+import importlib
+import sys
+from typing import List, Optional
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    'bench': ('semseg_ros.core.bench', 'measure params, GMACs, latency and FPS of the models'),
+    'export': ('semseg_ros.core.export', 'export a model to a checked ONNX file'),
+    'segment': ('semseg_ros.core.segment_cli', 'segment image files to label/colour PNGs'),
+    'train': ('semseg_ros.training.train', 'train a network on CamVid, Cityscapes or a folder'),
+    'eval': ('semseg_ros.training.evaluate', 'evaluate a network: mIoU, per-class IoU, plots'),
+    'keyframes': ('semseg_ros.keyframes.offline', 'select keyframes offline over a sequence'),
+    'bag': ('semseg_ros.bags.cli', 'make, process and replay rosbag2 bags'),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = ['usage: semseg <command> [options]', '', 'commands:']
+    lines += [f'  {name:<{width}}  {helptext}' for name, (_, helptext) in SUBCOMMANDS.items()]
+    lines += ['', "run 'semseg <command> --help' for a command's options"]
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Dispatch ``semseg <command> ...`` to the command's ``main``; return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ('-h', '--help'):
+        print(_usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in SUBCOMMANDS:
+        print(f'semseg: unknown command {command!r}\n\n{_usage()}', file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

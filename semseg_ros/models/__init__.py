@@ -1,0 +1,9 @@
+"""Segmentation networks and their registry.
+
+One import line per model file registers its constructors.
+"""
+
+from semseg_ros.models.registry import (  # noqa: F401
+    check_input_size, create_model, list_models, model_info, ModelInfo, register_model)
+
+# Model files: importing one registers its constructors.

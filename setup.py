@@ -1,0 +1,46 @@
+"""ament_python set-up of semseg_ros."""
+
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'semseg_ros'
+
+
+def _tree(folder):
+    """Return data_files entries installing folder/ under share/<package>/folder."""
+    entries = []
+    for root, _dirs, files in os.walk(folder):
+        if files:
+            entries.append((os.path.join('share', PACKAGE, root),
+                            [os.path.join(root, f) for f in files]))
+    return entries
+
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    package_data={PACKAGE: ['weights/*.pt', 'weights/*.md', 'data/samples/**/*']},
+    include_package_data=True,
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+    ] + _tree('config'),
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='semseg_ros developers',
+    maintainer_email='semseg-ros@example.org',
+    description='Real-time semantic segmentation and semantic keyframe selection for ROS 2.',
+    license='Apache-2.0',
+    tests_require=['pytest'],
+    entry_points={
+        'console_scripts': [
+            'semseg = semseg_ros.cli:main',
+            'segmentation_node = semseg_ros.nodes.segmentation_node:main',
+            'keyframe_node = semseg_ros.nodes.keyframe_node:main',
+        ],
+    },
+)
