@@ -1,0 +1,102 @@
+"""Weights files: one format for trained checkpoints and shipped weights.
+
+A weights file is a ``torch.save``'d dict of plain types and tensors, so it loads with
+``torch.load(..., weights_only=True)``::
+
+    {'format': 'semseg_ros.weights/1', 'model': 'mininet_v2_cpu', 'num_classes': 11,
+     'class_set': 'camvid', 'state_dict': {...}, 'meta': {...}}
+
+Training checkpoints (``last.pt``/``best.pt``) use the same keys and add optimizer, scheduler,
+epoch and RNG state, so a checkpoint is also a valid weights file.
+"""
+
+import os
+from pathlib import Path
+import tempfile
+from typing import Any, Dict, Optional, Union
+
+import torch
+from torch import nn
+
+FORMAT = 'semseg_ros.weights/1'
+
+
+class WeightsError(ValueError):
+    """A weights file is missing, unreadable or does not fit the model asked for."""
+
+
+def save_weights(path: Union[str, Path], model: nn.Module, model_name: str, num_classes: int,
+                 class_set: str, meta: Optional[Dict[str, Any]] = None,
+                 extra: Optional[Dict[str, Any]] = None) -> Path:
+    """Write a weights file atomically (a temporary file renamed into place).
+
+    Args:
+        path: Destination file.
+        model: The network (its ``state_dict`` is saved; DDP wrappers are unwrapped).
+        model_name: Registry name of the network.
+        num_classes: Number of output classes.
+        class_set: Class-set name or YAML path the classes follow.
+        meta: Plain, JSON-like facts (epochs, val mIoU, date...) kept with the weights.
+        extra: More top-level entries (training state in checkpoints).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = getattr(model, 'module', model)
+    payload = {'format': FORMAT, 'model': model_name, 'num_classes': int(num_classes),
+               'class_set': str(class_set),
+               'state_dict': {k: v.detach().cpu() for k, v in module.state_dict().items()},
+               'meta': dict(meta or {})}
+    payload.update(extra or {})
+    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_weights(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a weights file safely (``weights_only=True``) and check its format.
+
+    Raises:
+        WeightsError: The file is missing, unreadable or not a semseg_ros weights file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f'weights file not found: {path}')
+    try:
+        payload = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt files
+        raise WeightsError(f'{path}: cannot read weights ({error})') from error
+    if not isinstance(payload, dict) or payload.get('format') != FORMAT:
+        raise WeightsError(f'{path}: not a semseg_ros weights file (expected format {FORMAT!r}; '
+                           'train one with `semseg train`)')
+    return payload
+
+
+def load_weights(model: nn.Module, path: Union[str, Path], model_name: str,
+                 num_classes: int) -> Dict[str, Any]:
+    """Load a weights file into ``model`` after checking it was trained for it.
+
+    Returns:
+        The file's payload (``meta``, ``class_set``...).
+
+    Raises:
+        WeightsError: Missing file, another model's weights, a different class count, or
+            tensors that do not fit; the message says which and what was expected.
+    """
+    payload = read_weights(path)
+    if payload.get('model') != model_name:
+        raise WeightsError(f'{path}: weights are for model {payload.get("model")!r}, '
+                           f'expected {model_name!r}')
+    if int(payload.get('num_classes', -1)) != int(num_classes):
+        raise WeightsError(f'{path}: weights have {payload.get("num_classes")} classes, '
+                           f'expected {num_classes}')
+    try:
+        getattr(model, 'module', model).load_state_dict(payload['state_dict'])
+    except (KeyError, RuntimeError) as error:
+        raise WeightsError(f'{path}: tensors do not fit {model_name}: {error}') from error
+    return payload
