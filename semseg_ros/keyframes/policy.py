@@ -5,18 +5,19 @@
 settles, which may name an earlier frame (at most ``window_frames`` frames back), so a SLAM
 front end keeps the last ``window_frames + 1`` frames to turn a decision into a keyframe.
 
-Rules, for the frames pushed since the last keyframe (the *candidates*):
+Rules, for the frames pushed since the last keyframe (the *candidates*), applied after each
+push in this order (maximum gap, novelty, window) until none fires:
 
 * Gaps. Between consecutive keyframes at least ``min_gap_frames`` frames AND ``min_gap_s``
   seconds pass (a candidate meeting both is *eligible*); a keyframe is forced once the newest
   frame is ``max_gap_frames`` frames OR ``max_gap_s`` seconds after the last keyframe.
+* Maximum gap (``'max_gap'``). The best eligible candidate within the maximum gap, preferring
+  those at or above the floor, then those below it; failing that, the best eligible one.
+* Novelty. An eligible newest frame with ``novelty >= novelty_threshold`` and quality at or
+  above the floor is emitted at once (``'novelty'``); older candidates are dropped.
 * Window. The eligible candidate of highest ``total`` with ``quality >= quality_floor`` (ties:
   the earliest) is emitted (``'window_best'``) once ``window_frames`` newer frames have passed
   without beating it.
-* Novelty. An eligible newest frame with ``novelty >= novelty_threshold`` and quality at or
-  above the floor is emitted at once (``'novelty'``); older candidates are dropped.
-* Maximum gap (``'max_gap'``). The best eligible candidate within the maximum gap, preferring
-  those at or above the floor, then those below it; failing that, the best eligible one.
 * First (``'first'``). The first frame with quality at or above the floor. If none comes
   within the maximum gap after the sequence's first frame, or before :meth:`flush`, the best
   buffered frame whatever its quality.
@@ -24,12 +25,13 @@ Rules, for the frames pushed since the last keyframe (the *candidates*):
   were never eligible), which bounds the delay.
 
 Guarantees: gaps between keyframes are >= the minimum in frames and in seconds, always. They
-are <= the maximum in frames and seconds, except where the input makes both impossible: a hole
-in the stamps longer than ``max_gap_s``, or ``max_gap_frames`` frames within ``min_gap_s``
-(then the keyframe comes at the first frame that meets the minimum). Every decision names a
-frame at most ``window_frames`` frames before the frame whose push produced it. A non-empty
-sequence yields at least one keyframe. Stamps must increase strictly (else ValueError, and the
-frame is not taken).
+are <= the maximum in frames and seconds, except where no frame meets the minimum within the
+maximum: a hole in the stamps (or frames so sparse that ``min_gap_frames`` of them span more
+than ``max_gap_s``), or ``max_gap_frames`` frames within ``min_gap_s``; the keyframe is then the
+best frame meeting the minimum, as soon as one does. Every decision names a frame at most
+``window_frames`` frames before the frame whose push produced it. A non-empty sequence yields
+at least one keyframe. Stamps must increase strictly (else ValueError, and the frame is not
+taken).
 
 Novelty is measured against the last keyframe, which is only known once it is decided. Scores
 that carry class histograms (all those of :class:`KeyframeScorer`) are therefore re-based by the
@@ -216,11 +218,10 @@ class KeyframePolicy:
         frame = _Frame(index, stamp_ns, self._rebased(score), payload)
         self._newest = frame
         self._first = self._first or frame
+        # Frames older than the window can no longer be decided on: drop them first.
+        self._buffer = [f for f in self._buffer if f.index >= index - self.window_frames]
         self._buffer.append(frame)
-        decisions = self._decide(frame)
-        horizon = frame.index - self.window_frames
-        self._buffer = [f for f in self._buffer if f.index >= horizon]
-        return decisions
+        return self._decide(frame)
 
     def flush(self) -> List[KeyframeDecision]:
         """End the sequence: return the pending keyframe (if any) and reset.
@@ -305,10 +306,6 @@ class KeyframePolicy:
             last = self._last_keyframe
             eligible = [f for f in self._buffer if self._eligible(f)]
             good = [f for f in eligible if f.score.quality >= self.quality_floor]
-            newest_good = any(f is newest for f in good)
-            if newest_good and newest.score.novelty >= self.novelty_threshold:
-                decisions.append(self._emit(newest, 'novelty', newest))
-                continue
             if self._max_reached(newest, last):
                 within = [f for f in eligible if self._within_max(f, last)]
                 pools = ([f for f in within if f.score.quality >= self.quality_floor],
@@ -317,6 +314,10 @@ class KeyframePolicy:
                 if pool is None:
                     break  # nothing meets the minimum gap yet: wait (see module doc)
                 decisions.append(self._emit(_best(pool), 'max_gap', newest))
+                continue
+            newest_good = any(f is newest for f in good)
+            if newest_good and newest.score.novelty >= self.novelty_threshold:
+                decisions.append(self._emit(newest, 'novelty', newest))
                 continue
             best = _best(good)
             if best is not None and newest.index - best.index >= self.window_frames:

@@ -44,7 +44,7 @@ Typical use::
     mask = scorer.dynamic_mask(labels)    # 255 on moving objects; detector mask = 255 - mask
 """
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 import math
 from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
@@ -140,9 +140,9 @@ class FrameScore:
 
     def as_dict(self) -> Dict[str, float]:
         """Return the scalar terms as ``name -> float`` (terms that are None left out)."""
-        values = asdict(self)
-        return {k: float(v) for k, v in values.items()
-                if k not in ('histograms', 'weights') and v is not None}
+        values = ((f.name, getattr(self, f.name)) for f in fields(self)
+                  if f.name not in ('histograms', 'weights'))
+        return {name: float(value) for name, value in values if value is not None}
 
     def relative_to(self, reference: Optional[np.ndarray], metric: str = 'intersection'
                     ) -> 'FrameScore':
