@@ -217,7 +217,8 @@ class KeyframePolicy:
         index = 0 if self._newest is None else self._newest.index + 1
         frame = _Frame(index, stamp_ns, self._rebased(score), payload)
         self._newest = frame
-        self._first = self._first or frame
+        # Only the start's index and stamp matter (max gap before the first keyframe).
+        self._first = self._first or _Frame(index, stamp_ns, score, None)
         # Frames older than the window can no longer be decided on: drop them first.
         self._buffer = [f for f in self._buffer if f.index >= index - self.window_frames]
         self._buffer.append(frame)

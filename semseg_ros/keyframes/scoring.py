@@ -255,7 +255,7 @@ class KeyframeScorer:
 
         Args:
             config: Keyframe configuration (validated here); None loads the shipped one.
-            class_set: Use this class set instead of loading ``config['class_set']``.
+            class_set: The class set ``config['class_set']`` names, if already loaded.
 
         Raises:
             ValueError: Invalid configuration, or a class name not in the class set (the
@@ -303,6 +303,8 @@ class KeyframeScorer:
         """Return (stride, per-pixel cell offset ``cell * num_bins``) for a label-mask size."""
         key = (height, width, self.config['label_stride'])
         if key not in self._cell_cache:
+            if len(self._cell_cache) >= 8:  # sizes rarely change; keep the cache small
+                self._cell_cache.clear()
             grid = self.config['novelty_grid']
             if height < grid or width < grid:
                 raise ValueError(f'labels of {height}x{width} are smaller than the '
