@@ -1,0 +1,266 @@
+"""Inference backends: PyTorch (CPU, CUDA) and ONNX Runtime (TensorRT, CUDA, CPU).
+
+Both run the same :class:`InferenceGraph`: a uint8 ``N x H x W x 3`` RGB image in, uint8
+class ids (and optionally uint8 confidence) out. Normalisation, argmax and the softmax
+confidence live inside the graph, so no float image is built in Python and no logits
+tensor is copied out of the runtime: the node only resizes uint8 images around it.
+"""
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+LOG = logging.getLogger(__name__)
+
+BACKENDS = ('torch', 'onnxruntime')
+DEVICES = ('cpu', 'cuda')
+# Best first: a Jetson's TensorRT, then CUDA, then the CPU.
+ORT_PROVIDER_PREFERENCE = ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
+                           'CPUExecutionProvider')
+
+
+class InferenceGraph(nn.Module):
+    """Wrap a segmentation network for deployment: uint8 RGB in, uint8 labels out.
+
+    The network input convention (float RGB / 255, NCHW) is the one training uses
+    (``semseg_ros.data.transforms``).
+    """
+
+    def __init__(self, network: nn.Module, with_confidence: bool = False):
+        super().__init__()
+        self.network = network
+        self.with_confidence = with_confidence
+
+    def forward(self, image: torch.Tensor):
+        """Map ``N x H x W x 3`` uint8 RGB to ``N x h x w`` uint8 ids (and confidence)."""
+        x = image.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+        logits = self.network(x)
+        labels = logits.argmax(1).to(torch.uint8)
+        if not self.with_confidence:
+            return labels
+        # Top softmax probability = 1 / sum_c exp(l_c - l_max); no full softmax is stored.
+        top = logits.max(1, keepdim=True).values
+        confidence = torch.exp(logits - top).sum(1).reciprocal()
+        return labels, (confidence * 255.0 + 0.5).to(torch.uint8)
+
+
+def resolve_device(device: str) -> str:
+    """Return ``device`` if usable here, else 'cpu' with a warning (never an error for CUDA)."""
+    if device not in DEVICES:
+        raise ValueError(f'unknown device {device!r}; valid devices: {", ".join(DEVICES)}')
+    if device == 'cuda' and not torch.cuda.is_available():
+        LOG.warning('device cuda was asked for but CUDA is not available: running on the CPU')
+        return 'cpu'
+    return device
+
+
+class TorchBackend:
+    """Run the inference graph eagerly in PyTorch (CPU or CUDA, fp16 autocast on CUDA)."""
+
+    name = 'torch'
+
+    def __init__(self, network: nn.Module, device: str = 'cpu', fp16: bool = False):
+        self.device = resolve_device(device)
+        self.fp16 = fp16 and self.device == 'cuda'
+        network = network.eval().to(self.device)
+        if self.device == 'cpu':
+            network = network.to(memory_format=torch.channels_last)
+        self._graphs = {flag: InferenceGraph(network, flag).eval() for flag in (False, True)}
+        self.providers = [self.device]
+
+    def run(self, batch: np.ndarray, with_confidence: bool = False):
+        """Run ``N x H x W x 3`` uint8 images; return labels (and confidence) as numpy."""
+        image = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast('cuda', enabled=self.fp16):
+            out = self._graphs[with_confidence](image)
+        if with_confidence:
+            return out[0].cpu().numpy(), out[1].cpu().numpy()
+        return out.cpu().numpy()
+
+
+def available_ort_providers(device: str) -> List[str]:
+    """Return ONNX Runtime providers to use, best first, for ``device`` on this machine."""
+    import onnxruntime as ort
+    available = set(ort.get_available_providers())
+    if device == 'cpu':
+        return ['CPUExecutionProvider']
+    chosen = [p for p in ORT_PROVIDER_PREFERENCE if p in available]
+    if chosen == ['CPUExecutionProvider']:
+        LOG.warning('device cuda was asked for but ONNX Runtime has no CUDA or TensorRT '
+                    'provider here: running on the CPU')
+    return chosen
+
+
+def file_digest(path: Path) -> str:
+    """Return the sha256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def export_inference_graph(network: nn.Module, path: Path, width: int, height: int,
+                           with_confidence: bool, metadata: Dict[str, str]) -> Path:
+    """Export the uint8-in/uint8-out inference graph to ONNX atomically, with metadata."""
+    import onnx
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = InferenceGraph(network.eval().cpu(), with_confidence).eval()
+    example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
+    outputs = ['labels', 'confidence'] if with_confidence else ['labels']
+    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
+    os.close(handle)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(graph, (example,), tmp, input_names=['image'],
+                              output_names=outputs, dynamo=False, opset_version=17,
+                              dynamic_axes={'image': {0: 'batch'}})
+        proto = onnx.load(tmp)
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+        onnx.checker.check_model(proto)
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def onnx_metadata(path: Path) -> Dict[str, str]:
+    """Return the metadata_props of an ONNX file."""
+    import onnx
+    proto = onnx.load(str(path), load_external_data=False)
+    return {entry.key: entry.value for entry in proto.metadata_props}
+
+
+class OnnxRuntimeBackend:
+    """Run an exported inference graph with ONNX Runtime.
+
+    Providers are chosen best first (TensorRT, CUDA, CPU) among those installed, so the
+    same code serves a Jetson; TensorRT builds and caches its engine next to the model.
+    """
+
+    name = 'onnxruntime'
+
+    def __init__(self, graphs: 'OnnxGraphCache', device: str = 'cpu', threads: int = 0,
+                 fp16: bool = False):
+        import onnxruntime as ort
+        self._ort = ort
+        self.providers = available_ort_providers(resolve_device_ort(device))
+        self.fp16 = fp16
+        self.threads = threads
+        self._graphs = graphs
+        self._sessions: Dict[bool, object] = {}
+        self._session(False)  # fail early on a bad model, not on the first frame
+
+    def _provider_options(self, path: Path) -> List[Tuple[str, dict]]:
+        options = []
+        for provider in self.providers:
+            if provider == 'TensorrtExecutionProvider':
+                options.append((provider, {
+                    'trt_fp16_enable': bool(self.fp16), 'trt_engine_cache_enable': True,
+                    'trt_engine_cache_path': str(path.parent / 'trt_cache')}))
+            else:
+                options.append((provider, {}))
+        return options
+
+    def _session(self, with_confidence: bool):
+        session = self._sessions.get(with_confidence)
+        if session is None:
+            ort = self._ort
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            if self.threads > 0:
+                options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            path = self._graphs.path(with_confidence)
+            session = ort.InferenceSession(str(path), options,
+                                           providers=self._provider_options(path))
+            self.providers = session.get_providers()
+            self._sessions[with_confidence] = session
+        return session
+
+    def run(self, batch: np.ndarray, with_confidence: bool = False):
+        """Run ``N x H x W x 3`` uint8 images; return labels (and confidence) as numpy."""
+        out = self._session(with_confidence).run(None, {'image': batch})
+        return (out[0], out[1]) if with_confidence else out[0]
+
+
+def resolve_device_ort(device: str) -> str:
+    """Validate an ONNX Runtime device name (CUDA availability is decided by the providers)."""
+    if device not in DEVICES:
+        raise ValueError(f'unknown device {device!r}; valid devices: {", ".join(DEVICES)}')
+    return device
+
+
+def cache_dir() -> Path:
+    """Return the per-user cache folder for exported graphs ($SEMSEG_ROS_CACHE overrides)."""
+    base = os.environ.get('SEMSEG_ROS_CACHE') or os.path.join(
+        os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')), 'semseg_ros')
+    return Path(base)
+
+
+def writable_dir(preferred: Path) -> Path:
+    """Return ``preferred`` if files can be written there, else the user cache folder."""
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=preferred, prefix='.probe', delete=True)
+        probe.close()
+        return preferred
+    except OSError:
+        return cache_dir()
+
+
+class OnnxGraphCache:
+    """Up-to-date ONNX inference graphs of one network, exported on first use.
+
+    Graphs are cached next to the weights (or in the user cache when that folder is
+    read-only) and re-exported when the weights file, model or input size changed.
+    A ``given`` .onnx file is used as it is.
+    """
+
+    def __init__(self, network: nn.Module, model_name: str, weights: Optional[Path],
+                 width: int, height: int, given: Optional[Path] = None):
+        if given is not None and not Path(given).is_file():
+            raise FileNotFoundError(f'ONNX file not found: {given}')
+        self.network, self.model_name, self.weights = network, model_name, weights
+        self.width, self.height = width, height
+        self.given = Path(given) if given is not None else None
+        if weights is None:
+            self.folder = Path(tempfile.mkdtemp(prefix='semseg_onnx_'))
+            self.stem, digest = f'{model_name}_untrained', 'untrained'
+        else:
+            self.folder = writable_dir(weights.parent)
+            self.stem, digest = weights.stem, file_digest(weights)
+        self.metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': digest,
+                         'semseg_ros.input_size': f'{width}x{height}'}
+
+    def path(self, with_confidence: bool) -> Path:
+        """Return the graph's file, exporting it first if it is missing or stale."""
+        if self.given is not None:
+            return self.given
+        suffix = '.conf' if with_confidence else ''
+        path = self.folder / f'{self.stem}.{self.width}x{self.height}{suffix}.onnx'
+        fresh = False
+        if path.is_file() and self.weights is not None:
+            try:
+                meta = onnx_metadata(path)
+                fresh = all(meta.get(k) == v for k, v in self.metadata.items())
+            except Exception:  # a corrupt cache file is simply rebuilt
+                fresh = False
+        if not fresh:
+            LOG.info('exporting %s at %dx%d to %s', self.model_name, self.width, self.height,
+                     path)
+            export_inference_graph(self.network, path, self.width, self.height,
+                                   with_confidence, self.metadata)
+        return path

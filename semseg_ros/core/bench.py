@@ -1,0 +1,182 @@
+"""``semseg bench``: parameters, GMACs, latency, FPS and peak memory of the networks.
+
+Each (model, backend) pair runs in a fresh process, so thread settings and peak memory
+of one do not leak into the next. Latency is the Segmenter's full ``segment()`` call on
+an image of the network's input size (pre-process, inference, post-process), with the
+inference stage reported on its own too.
+"""
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from semseg_ros.core.backends import BACKENDS
+
+# The paper resolutions the project's speed goals are stated at.
+DEFAULT_SIZES = {'mininet_v2_cpu': (512, 256), 'mininet_v2': (1024, 512),
+                 'enet': (480, 360), 'rds_net': (480, 360)}
+
+
+def parse_size(text: str) -> tuple:
+    """Parse ``WxH`` into ``(width, height)``; raise argparse-friendly ValueError."""
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must look like 512x256, got {text!r}')
+    if width <= 0 or height <= 0:
+        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
+    return width, height
+
+
+def _percentile(values: List[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threads: int,
+            weights: str) -> Dict[str, object]:
+    """Measure one model on one backend in this process; return a row of figures."""
+    from semseg_ros.core.resources import shipped_weights
+    from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+    from semseg_ros.models import create_model
+    from semseg_ros.models.complexity import count_gmacs, count_parameters
+
+    if weights == 'auto':
+        weights = 'shipped' if shipped_weights(model).is_file() else 'none'
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    network = create_model(model)
+    params = count_parameters(network)
+    gmacs = count_gmacs(network.eval(), *size)
+    del network
+    segmenter = Segmenter(SegmenterConfig(model=model, weights=weights, backend=backend,
+                                          input_width=size[0], input_height=size[1],
+                                          threads=threads))
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    for _ in range(warmup):
+        segmenter.segment(image)
+    totals, inference = [], []
+    start = time.perf_counter()
+    for _ in range(runs):
+        result = segmenter.segment(image)
+        totals.append(sum(result.timings_ms.values()))
+        inference.append(result.timings_ms['inference'])
+    wall = time.perf_counter() - start
+    return {
+        'model': model, 'backend': backend, 'size': f'{size[0]}x{size[1]}',
+        'weights': weights, 'providers': list(segmenter.backend.providers),
+        'params': params, 'gmacs': gmacs,
+        'latency_ms_median': _percentile(totals, 50), 'latency_ms_p90': _percentile(totals, 90),
+        'inference_ms_median': _percentile(inference, 50),
+        'fps': runs / wall,
+        'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        'rss_before_mb': rss_before / 1024.0,
+        'threads': threads, 'runs': runs,
+    }
+
+
+def _child(queue, args):
+    try:
+        queue.put(('ok', measure(*args)))
+    except Exception as error:  # reported by the parent, which keeps going
+        queue.put(('error', f'{type(error).__name__}: {error}'))
+
+
+def measure_isolated(*args) -> Dict[str, object]:
+    """Run :func:`measure` in a fresh process; raise RuntimeError with the child's error."""
+    context = multiprocessing.get_context('spawn')
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(queue, args))
+    process.start()
+    status, payload = queue.get()
+    process.join()
+    if status != 'ok':
+        raise RuntimeError(payload)
+    return payload
+
+
+def format_table(rows: List[Dict[str, object]]) -> str:
+    """Render benchmark rows as a Markdown table."""
+    header = ('| model | backend | size | params | GMACs | latency median (ms) | p90 (ms) | '
+              'inference (ms) | FPS | peak RSS (MB) |')
+    lines = [header, '|' + '---|' * 10]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['backend']} | {r['size']} | {r['params'] / 1e6:.3f}M "
+                     f"| {r['gmacs']:.2f} | {r['latency_ms_median']:.2f} | "
+                     f"{r['latency_ms_p90']:.2f} | {r['inference_ms_median']:.2f} | "
+                     f"{r['fps']:.1f} | {r['peak_rss_mb']:.0f} |")
+    return '\n'.join(lines)
+
+
+def machine_description() -> str:
+    """Describe this machine (CPU model, cores, Python, torch and onnxruntime versions)."""
+    import onnxruntime
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as info:
+            for line in info:
+                if line.startswith('model name'):
+                    cpu = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f'{cpu}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, '
+            f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}')
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``semseg bench``."""
+    from semseg_ros.models import list_models
+    parser = argparse.ArgumentParser(prog='semseg bench', description=__doc__.split('\n')[0])
+    parser.add_argument('--model', default='all',
+                        help=f'a model or "all" ({", ".join(list_models())})')
+    parser.add_argument('--backend', default='onnxruntime',
+                        help=f'{" | ".join(BACKENDS)} | all (default: onnxruntime)')
+    parser.add_argument('--size', type=parse_size, default=None,
+                        help="network input WxH (default: each model's paper size)")
+    parser.add_argument('--runs', type=int, default=50, help='timed runs (default 50)')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed runs first (default 5)')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='CPU threads (default 0: all cores)')
+    parser.add_argument('--weights', default='auto',
+                        help='auto (shipped if present, else untrained) | shipped | none | FILE')
+    parser.add_argument('--json', help='also write the rows and the machine to this JSON file')
+    args = parser.parse_args(argv)
+    models = list_models() if args.model == 'all' else [args.model]
+    backends = list(BACKENDS) if args.backend == 'all' else [args.backend]
+    for model in models:
+        if model not in list_models():
+            parser.error(f'unknown model {model!r}; valid: {", ".join(list_models())}, all')
+    for backend in backends:
+        if backend not in BACKENDS:
+            parser.error(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}, all')
+    if args.runs < 1 or args.warmup < 0 or args.threads < 0:
+        parser.error('--runs must be >= 1, --warmup and --threads >= 0')
+    machine = machine_description()
+    print(f'machine: {machine}', flush=True)
+    rows, failures = [], 0
+    for model in models:
+        size = args.size or DEFAULT_SIZES.get(model, (512, 256))
+        for backend in backends:
+            try:
+                rows.append(measure_isolated(model, backend, size, args.runs, args.warmup,
+                                             args.threads, args.weights))
+            except RuntimeError as error:
+                failures += 1
+                print(f'semseg bench: {model} on {backend} failed: {error}', file=sys.stderr)
+    if rows:
+        print(format_table(rows))
+    if args.json:
+        from pathlib import Path
+        out = Path(args.json)
+        tmp = out.with_name(out.name + '.part')
+        tmp.write_text(json.dumps({'machine': machine, 'rows': rows}, indent=2))
+        tmp.replace(out)
+    return 1 if failures else 0

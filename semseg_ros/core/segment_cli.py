@@ -1,0 +1,70 @@
+"""``semseg segment``: segment image files to label, colour and overlay PNGs."""
+
+import argparse
+from pathlib import Path
+import sys
+from typing import List, Optional
+
+import cv2
+
+from semseg_ros.core.backends import BACKENDS
+from semseg_ros.core.bench import parse_size
+from semseg_ros.core.classes import colorize, overlay
+from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+
+
+def write_png(path: Path, image_rgb_or_mono) -> None:
+    """Write a PNG atomically (temporary name, then rename); colour input is RGB."""
+    image = image_rgb_or_mono
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    tmp = path.with_name(path.name + '.part.png')
+    if not cv2.imwrite(str(tmp), image):
+        raise OSError(f'cannot write {path}')
+    tmp.replace(path)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``semseg segment``."""
+    parser = argparse.ArgumentParser(prog='semseg segment', description=__doc__.split('\n')[0])
+    parser.add_argument('images', nargs='+', type=Path, help='image files (PNG, JPEG...)')
+    parser.add_argument('--model', default='mininet_v2_cpu')
+    parser.add_argument('--weights', default='shipped',
+                        help='weights file, "shipped" (default) or "none" (untrained)')
+    parser.add_argument('--class-set', default='camvid')
+    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--size', type=parse_size, default=(512, 256),
+                        help='network input WxH (default 512x256)')
+    parser.add_argument('--alpha', type=float, default=0.5, help='overlay alpha (default 0.5)')
+    parser.add_argument('--out', type=Path, default=Path('segment_out'),
+                        help='output folder (default segment_out/)')
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f'--alpha must be in [0, 1], got {args.alpha}')
+    try:
+        segmenter = Segmenter(SegmenterConfig(
+            model=args.model, weights=args.weights, class_set=args.class_set,
+            backend=args.backend, device=args.device, input_width=args.size[0],
+            input_height=args.size[1]))
+    except (ValueError, FileNotFoundError) as error:
+        print(f'semseg segment: {error}', file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for path in args.images:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            print(f'semseg segment: {path}: cannot read as an image (missing file or not an '
+                  'image format OpenCV reads)', file=sys.stderr)
+            failures += 1
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        result = segmenter.segment(rgb)
+        colors = colorize(result.labels, segmenter.class_set)
+        write_png(args.out / f'{path.stem}_labels.png', result.labels)
+        write_png(args.out / f'{path.stem}_color.png', colors)
+        write_png(args.out / f'{path.stem}_overlay.png', overlay(rgb, colors, args.alpha))
+        timing = ', '.join(f'{k} {v:.1f} ms' for k, v in result.timings_ms.items())
+        print(f'{path} -> {args.out}/{path.stem}_{{labels,color,overlay}}.png ({timing})')
+    return 2 if failures else 0

@@ -1,0 +1,179 @@
+"""The Segmenter: any RGB image in, class ids (and confidence) out, with stage timings.
+
+This is the inference core the nodes, the bag tools and the benchmarks share::
+
+    segmenter = Segmenter(SegmenterConfig(model='mininet_v2_cpu', backend='onnxruntime'))
+    result = segmenter.segment(rgb)          # rgb: H x W x 3 uint8
+    result.labels                            # H x W uint8 class ids
+"""
+
+from dataclasses import asdict, dataclass, field
+import logging
+from pathlib import Path
+import time
+from typing import Dict, Optional
+
+import cv2
+import numpy as np
+import torch
+
+from semseg_ros.core.backends import (BACKENDS, OnnxGraphCache, OnnxRuntimeBackend,
+                                      resolve_device, TorchBackend)
+from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.resources import shipped_weights
+from semseg_ros.core.weights import load_weights, WeightsError
+from semseg_ros.models import check_input_size, create_model, list_models
+
+LOG = logging.getLogger(__name__)
+
+OUTPUT_RESOLUTIONS = ('input', 'network')
+# Special values of SegmenterConfig.weights.
+SHIPPED, UNTRAINED = 'shipped', 'none'
+
+
+@dataclass
+class SegmenterConfig:
+    """Everything that defines a Segmenter.
+
+    Attributes:
+        model: Registry name (``semseg_ros.models.list_models()``).
+        weights: A weights file, ``'shipped'`` (the package's CamVid weights) or ``'none'``
+            (untrained network: for benchmarks and tests only).
+        class_set: Class-set name or YAML path; its size must match the weights.
+        backend: ``'onnxruntime'`` (fastest on CPU; TensorRT/CUDA providers on a Jetson) or
+            ``'torch'``.
+        device: ``'cpu'`` or ``'cuda'`` (falls back to the CPU with a warning).
+        input_width: Network input width (a multiple of the model's input multiple).
+        input_height: Network input height.
+        threads: CPU threads for inference (0: the runtime's default, all cores).
+        fp16: Half precision where the hardware supports it (CUDA, TensorRT).
+        onnx_path: A deployment graph from ``semseg export`` to use instead of exporting.
+    """
+
+    model: str = 'mininet_v2_cpu'
+    weights: str = SHIPPED
+    class_set: str = 'camvid'
+    backend: str = 'onnxruntime'
+    device: str = 'cpu'
+    input_width: int = 512
+    input_height: int = 256
+    threads: int = 0
+    fp16: bool = False
+    onnx_path: str = ''
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid field and its valid values."""
+        if self.model not in list_models():
+            raise ValueError(f'unknown model {self.model!r}; valid models: '
+                             f'{", ".join(list_models())}')
+        if self.backend not in BACKENDS:
+            raise ValueError(f'unknown backend {self.backend!r}; valid backends: '
+                             f'{", ".join(BACKENDS)}')
+        check_input_size(self.model, self.input_width, self.input_height)
+        if self.threads < 0:
+            raise ValueError(f'threads must be >= 0, got {self.threads}')
+
+
+@dataclass
+class SegmentationResult:
+    """What :meth:`Segmenter.segment` returns.
+
+    Attributes:
+        labels: ``H x W`` uint8 class ids (input or network resolution).
+        confidence: ``H x W`` uint8, 255 x the top softmax probability, or None.
+        timings_ms: Milliseconds per stage: ``preprocess``, ``inference``, ``postprocess``.
+    """
+
+    labels: np.ndarray
+    confidence: Optional[np.ndarray] = None
+    timings_ms: Dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """Segment RGB images with a registered network on the chosen backend."""
+
+    def __init__(self, config: SegmenterConfig):
+        config.validate()
+        self.config = config
+        self.class_set = load_class_set(config.class_set)
+        num_classes = self.class_set.num_classes
+        self.network = create_model(config.model, num_classes=num_classes)
+        self.weights_path = self._load_weights(num_classes)
+        self.network.eval()
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        size = (config.input_width, config.input_height)
+        self.input_size = size
+        stride = self.network.output_stride
+        self.network_output_size = (size[0] // stride, size[1] // stride)
+        if config.backend == 'torch':
+            self.backend = TorchBackend(self.network, config.device, config.fp16)
+        else:
+            graphs = OnnxGraphCache(self.network, config.model, self.weights_path, *size,
+                                    given=Path(config.onnx_path) if config.onnx_path else None)
+            self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
+                                              config.fp16)
+        self.device = resolve_device(config.device) if config.backend == 'torch' else (
+            'cuda' if any(p != 'CPUExecutionProvider' for p in self.backend.providers)
+            else 'cpu')
+
+    def _load_weights(self, num_classes: int) -> Optional[Path]:
+        weights = self.config.weights
+        if weights == UNTRAINED:
+            LOG.warning('%s runs with untrained weights: its output is meaningless',
+                        self.config.model)
+            return None
+        path = shipped_weights(self.config.model) if weights == SHIPPED else Path(weights)
+        if weights == SHIPPED and not path.is_file():
+            raise WeightsError(f'no shipped weights for {self.config.model} yet ({path}); '
+                               'train them with `semseg train` and pass the file as weights, '
+                               f'or choose a model with shipped weights')
+        load_weights(self.network, path, self.config.model, num_classes)
+        return path
+
+    def describe(self) -> Dict[str, object]:
+        """Return the configuration and the resolved runtime (providers, weights)."""
+        info = asdict(self.config)
+        info.update(providers=list(self.backend.providers),
+                    weights_file=str(self.weights_path) if self.weights_path else 'untrained',
+                    network_output=f'{self.network_output_size[0]}x'
+                                   f'{self.network_output_size[1]}')
+        return info
+
+    def segment(self, image: np.ndarray, output_resolution: str = 'input',
+                with_confidence: bool = False) -> SegmentationResult:
+        """Segment one RGB image.
+
+        Args:
+            image: ``H x W x 3`` uint8 RGB, any size.
+            output_resolution: ``'input'`` (nearest-neighbour back to H x W) or
+                ``'network'`` (the network's own output size).
+            with_confidence: Also return the per-pixel confidence.
+
+        Raises:
+            ValueError: The image is not ``H x W x 3`` uint8 or the resolution is unknown.
+        """
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f'expected an H x W x 3 uint8 RGB image, got shape {image.shape} '
+                             f'and dtype {image.dtype}')
+        if output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ValueError(f'unknown output_resolution {output_resolution!r}; valid: '
+                             f'{", ".join(OUTPUT_RESOLUTIONS)}')
+        height, width = image.shape[:2]
+        start = time.perf_counter()
+        if (width, height) != self.input_size:
+            image = cv2.resize(image, self.input_size, interpolation=cv2.INTER_LINEAR)
+        batch = np.ascontiguousarray(image)[None]
+        ready = time.perf_counter()
+        out = self.backend.run(batch, with_confidence)
+        done = time.perf_counter()
+        labels, confidence = (out[0][0], out[1][0]) if with_confidence else (out[0], None)
+        if output_resolution == 'input' and labels.shape != (height, width):
+            labels = cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
+            if confidence is not None:
+                confidence = cv2.resize(confidence, (width, height),
+                                        interpolation=cv2.INTER_NEAREST)
+        end = time.perf_counter()
+        return SegmentationResult(labels, confidence, {
+            'preprocess': (ready - start) * 1e3, 'inference': (done - ready) * 1e3,
+            'postprocess': (end - done) * 1e3})
