@@ -74,19 +74,21 @@ def seed_everything(*key: int) -> None:
     torch.manual_seed(seed)
 
 
-def _worker_init(_worker_id: int) -> None:
-    """Keep data-loader workers single-threaded: the main process owns the cores."""
+def limit_cv2_threads() -> None:
+    """Keep OpenCV single-threaded in training and evaluation processes.
+
+    The data pipeline's OpenCV calls are small and torch owns the cores; and an OpenCV
+    thread pool started in the parent can deadlock data-loader workers forked from it.
+    """
     import cv2
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler=None,
                 drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
-    """Build a DataLoader in the project's style (single-threaded workers, no reshuffling)."""
+    """Build a DataLoader: the sampler decides the order; torch keeps workers single-threaded."""
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
                       num_workers=workers, drop_last=drop_last, pin_memory=pin_memory,
-                      worker_init_fn=_worker_init if workers else None,
                       persistent_workers=False)
 
 

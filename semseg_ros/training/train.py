@@ -49,8 +49,9 @@ from semseg_ros.data.datasets import build_dataset, DATASETS
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
-    AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits, make_loader,
-    parse_size, progress_bar, seed_everything, select_device, to_device, write_text_atomic)
+    AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits,
+    limit_cv2_threads, make_loader, parse_size, progress_bar, seed_everything, select_device,
+    to_device, write_text_atomic)
 from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
 
 PROG = 'semseg train'
@@ -60,10 +61,13 @@ DEFAULTS: Dict[str, Any] = {
     'scale_range': [0.5, 2.0], 'no_augment': False, 'lr': 1e-3, 'weight_decay': 2e-4,
     'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
-    'device': 'auto', 'limit': None, 'out': None, 'progress': True,
+    'device': 'auto', 'limit': None, 'out': None, 'progress': True, 'stop_after': None,
 }
 # Settings --resume may change: they do not alter what the run computes.
-RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best'}
+RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
+                    'stop_after'}
+# Settings of one session only, never stored as the run's settings.
+SESSION_ONLY = {'export_best', 'stop_after'}
 LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
 
 
@@ -118,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         '(quick trials)')
     parser.add_argument('--no-progress', dest='progress', action='store_false',
                         help='no progress bars')
+    parser.add_argument('--stop-after', type=int, metavar='EPOCH',
+                        help='stop after this epoch, leaving the run to be resumed (the '
+                        'schedule still runs to --epochs)')
     parser.add_argument('--out', help='run folder to create')
     parser.add_argument('--resume', metavar='RUN_DIR', help='continue the run in RUN_DIR (may '
                         'change only ' + ', '.join(sorted(RESUME_OVERRIDES)) + ')')
@@ -164,6 +171,8 @@ def _check_config(config: Dict[str, Any]) -> None:
         if int(config[key]) < 1:
             raise UsageError(f'--{key.replace("_", "-")} must be at least 1, '
                              f'got {config[key]}')
+    if config['seed'] < 0:
+        raise UsageError(f'--seed must be non-negative, got {config["seed"]}')
     if config['lr'] <= 0:
         raise UsageError(f'--lr must be positive, got {config["lr"]}')
     low, high = config['scale_range']
@@ -262,6 +271,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _fail(error)
     if config['threads']:
         torch.set_num_threads(int(config['threads']))
+    limit_cv2_threads()
     if world > 1:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     try:
@@ -300,7 +310,7 @@ class Trainer:
         self.criterion = SegmentationLoss(self.class_weights, self.class_set.ignore_index)
         self.criterion.to(device)
 
-        seed_everything(config['seed'], -1, 0)  # same initial weights on every process
+        seed_everything(config['seed'], 0, 0)  # same initial weights on every process
         model = create_model(config['model'], self.num_classes).to(device)
         if config['channels_last']:
             model = model.to(memory_format=torch.channels_last)
@@ -353,9 +363,9 @@ class Trainer:
     def _save_run_file(self) -> None:
         run_file = self.run_dir / 'run.json'
         record = json.loads(run_file.read_text()) if run_file.is_file() else {
-            'args': {k: v for k, v in self.config.items() if k != 'export_best'},
+            'args': {k: v for k, v in self.config.items() if k not in SESSION_ONLY},
             'created': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
-            'torch': torch.__version__, 'sessions': []}
+            'torch': str(torch.__version__), 'sessions': []}
         record['args']['epochs'] = self.config['epochs']
         record['sessions'].append({
             'command': self.command, 'world_size': self.world, 'device': str(self.device),
@@ -371,7 +381,8 @@ class Trainer:
             self._save_run_file()
             self._announce()
         session_start, first_epoch = time.monotonic(), self.epoch
-        while self.epoch < epochs:
+        stop = min(epochs, int(self.config['stop_after'] or epochs))
+        while self.epoch < stop:
             started = time.monotonic()
             loss, lr = self._train_epoch()
             self.epoch += 1
@@ -400,7 +411,12 @@ class Trainer:
                             + (f'best {self.best_miou:.4f} @ {self.best_epoch}  '
                                if self.best_epoch else '')
                             + f'{entry["seconds"]:.0f} s  ETA {_format_seconds(remaining)}')
-        if self.epoch >= epochs and first_epoch == epochs and self.is_main:
+        if self.epoch < epochs:
+            if self.is_main:
+                self._print(f'stopped after epoch {self.epoch} of {epochs}; continue with '
+                            f'semseg train --resume {self.run_dir}')
+            return 0
+        if first_epoch == epochs and self.is_main:
             self._print(f'{self.run_dir}: all {epochs} epochs done already')
         if self.config.get('export_best') and self.is_main:
             path = export_best(self.run_dir, self.config['export_best'])
@@ -426,7 +442,7 @@ class Trainer:
         """Train one epoch; return (mean loss over all processes, last learning rate)."""
         config = self.config
         # Seeding per epoch makes augmentation, dropout and order independent of stops.
-        seed_everything(config['seed'], self.epoch, self.rank)
+        seed_everything(config['seed'], self.epoch + 1, self.rank)
         self.train_set.set_epoch(self.epoch)
         self.sampler.set_epoch(self.epoch)
         loader = make_loader(self.train_set, config['batch_size'], config['workers'],
@@ -527,7 +543,7 @@ def export_best(run_dir, out_path) -> Path:
         'class_weights': args['class_weights'], 'seed': args['seed'],
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
-        'torch': torch.__version__,
+        'torch': str(torch.__version__),
     }
     return save_weights(out_path, model, payload['model'], payload['num_classes'],
                         payload['class_set'], meta=meta)
