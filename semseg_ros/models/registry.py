@@ -98,7 +98,15 @@ def create_model(name: str, num_classes: int = 11, **kwargs) -> nn.Module:
 
 def check_input_size(name: str, width: int, height: int) -> None:
     """Raise ValueError naming the valid multiple if a model cannot take ``width x height``."""
-    multiple = model_info(name).input_multiple
+    check_multiple(name, width, height, model_info(name).input_multiple)
+
+
+def check_multiple(name: str, width: int, height: int, multiple: int) -> None:
+    """Raise ValueError unless ``width`` and ``height`` are positive multiples of ``multiple``.
+
+    Models call this at the top of ``forward`` with Python ints (static shapes), so the check
+    runs while tracing for ONNX export and leaves nothing in the exported graph.
+    """
     if width <= 0 or height <= 0 or width % multiple or height % multiple:
         raise ValueError(
             f'{name} cannot take a {width}x{height} input: width and height must be positive '
