@@ -421,6 +421,10 @@ def main(args=None) -> int:
                 node = SegmentationNode()
             except NodeConfigError:
                 return EXIT_BAD_CONFIG  # the reason was logged as one fatal line
+            except Exception:
+                if not rclpy.ok():  # SIGTERM shut ROS down while the model was loading
+                    return 0
+                raise
             try:
                 rclpy.spin(node)
             finally:
