@@ -294,8 +294,8 @@ class SegmentationNode(Node):
             try:
                 self._process(*item)
             except Exception as error:  # keep serving: report, count, take the next frame
-                if self._slot.closed:
-                    return  # shutting down: publishers may already be gone
+                if self._slot.closed or not self.context.ok():
+                    return  # shutting down: publishing fails once the context is gone
                 self.stats.count('failed')
                 self._report(f'segmenting a frame failed: {type(error).__name__}: {error}')
 
