@@ -6,7 +6,6 @@ confidence live inside the graph, so no float image is built in Python and no lo
 tensor is copied out of the runtime: the node only resizes uint8 images around it.
 """
 
-import hashlib
 import logging
 import os
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 from torch import nn
+
+from semseg_ros.core.weights import file_digest
 
 LOG = logging.getLogger(__name__)
 
@@ -98,15 +99,6 @@ def available_ort_providers(device: str) -> List[str]:
     return chosen
 
 
-def file_digest(path: Path) -> str:
-    """Return the sha256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as stream:
-        for block in iter(lambda: stream.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def export_inference_graph(network: nn.Module, path: Path, width: int, height: int,
                            with_confidence: bool, metadata: Dict[str, str]) -> Path:
     """Export the uint8-in/uint8-out inference graph to ONNX atomically, with metadata."""
@@ -187,6 +179,13 @@ class OnnxRuntimeBackend:
             session = ort.InferenceSession(str(path), options,
                                            providers=self._provider_options(path))
             self.providers = session.get_providers()
+            inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
+            if len(inputs) != 1 or inputs[0].type != 'tensor(uint8)' or outputs[0] != 'labels':
+                raise ValueError(f'{path} is not a deployment graph (uint8 image in, labels '
+                                 'out); export one with `semseg export --graph deploy`')
+            if with_confidence and 'confidence' not in outputs:
+                raise ValueError(f'{path} has no confidence output; export it with '
+                                 '`semseg export --graph deploy --confidence`')
             self._sessions[with_confidence] = session
         return session
 

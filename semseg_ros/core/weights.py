@@ -10,6 +10,7 @@ Training checkpoints (``last.pt``/``best.pt``) use the same keys and add optimiz
 epoch and RNG state, so a checkpoint is also a valid weights file.
 """
 
+import hashlib
 import os
 from pathlib import Path
 import tempfile
@@ -100,3 +101,17 @@ def load_weights(model: nn.Module, path: Union[str, Path], model_name: str,
     except (KeyError, RuntimeError) as error:
         raise WeightsError(f'{path}: tensors do not fit {model_name}: {error}') from error
     return payload
+
+
+def file_digest(path: Union[str, Path]) -> str:
+    """Return the sha256 hex digest of a file."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as stream:
+        for block in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest_or_none(path: Optional[Union[str, Path]]) -> str:
+    """Return a file's sha256, or 'untrained' when there is no weights file."""
+    return 'untrained' if path is None else file_digest(path)

@@ -1,0 +1,205 @@
+"""The inference core: Segmenter on both backends, weights checks, ONNX cache, CLIs."""
+
+import json
+import logging
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from semseg_ros.core.backends import InferenceGraph
+from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+from semseg_ros.core.weights import save_weights, WeightsError
+from semseg_ros.models import create_model
+
+MODEL = 'mininet_v2_cpu'
+SIZE = (128, 96)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def onnx_cache(tmp_path, monkeypatch):
+    """Keep exported graphs out of the user's cache."""
+    monkeypatch.setenv('SEMSEG_ROS_CACHE', str(tmp_path / 'cache'))
+
+
+@pytest.fixture(scope='module')
+def frame(camvid):
+    """One real CamVid frame (RGB) and its labels."""
+    image_rel, label_rel = (camvid / 'val.txt').read_text().split('\n')[0].split()
+    rgb = cv2.cvtColor(cv2.imread(str(camvid / image_rel)), cv2.COLOR_BGR2RGB)
+    return rgb, cv2.imread(str(camvid / label_rel), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    """A weights file of a seeded, untrained network (BN statistics made non-trivial)."""
+    torch.manual_seed(0)
+    network = create_model(MODEL, num_classes=11)
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return save_weights(tmp_path / 'w' / f'{MODEL}_test.pt', network, MODEL, 11, 'camvid')
+
+
+def make(weights, backend='onnxruntime', **kwargs):
+    """Build a Segmenter of the test model at the test size."""
+    return Segmenter(SegmenterConfig(model=MODEL, weights=str(weights), backend=backend,
+                                     input_width=SIZE[0], input_height=SIZE[1], threads=1,
+                                     **kwargs))
+
+
+def test_backends_agree_on_a_real_frame(frame, weights_file):
+    """ONNX Runtime and PyTorch give the same class ids on a real CamVid frame."""
+    rgb, _ = frame
+    results = [make(weights_file, b).segment(rgb, with_confidence=True)
+               for b in ('torch', 'onnxruntime')]
+    for result in results:
+        assert result.labels.shape == rgb.shape[:2] and result.labels.dtype == np.uint8
+        assert result.labels.max() < 11
+        assert result.confidence.shape == rgb.shape[:2]
+        assert set(result.timings_ms) == {'preprocess', 'inference', 'postprocess'}
+    agreement = np.mean(results[0].labels == results[1].labels)
+    assert agreement > 0.999, f'backends agree on only {agreement:.4%} of pixels'
+    assert np.abs(results[0].confidence.astype(int) - results[1].confidence).max() <= 1
+
+
+def test_confidence_is_the_top_softmax_probability(weights_file):
+    """The in-graph confidence equals 255 x max softmax computed the plain way."""
+    network = make(weights_file, 'torch').network
+    image = torch.randint(0, 256, (1, SIZE[1], SIZE[0], 3), dtype=torch.uint8)
+    with torch.no_grad():
+        labels, confidence = InferenceGraph(network, True)(image)
+        logits = network(image.permute(0, 3, 1, 2).float() / 255.0)
+    probabilities = torch.softmax(logits, 1)
+    assert torch.equal(labels, probabilities.argmax(1).to(torch.uint8))
+    expected = (probabilities.max(1).values * 255 + 0.5).to(torch.uint8)
+    assert (confidence.int() - expected.int()).abs().max() <= 1
+
+
+def test_output_resolutions(frame, weights_file):
+    """'input' returns the camera size; 'network' the network's own output size."""
+    rgb, _ = frame
+    segmenter = make(weights_file, 'torch')
+    assert segmenter.segment(rgb, 'input').labels.shape == rgb.shape[:2]
+    stride = segmenter.network.output_stride
+    network = segmenter.segment(rgb, 'network').labels
+    assert network.shape == (SIZE[1] // stride, SIZE[0] // stride)
+    with pytest.raises(ValueError, match='output_resolution'):
+        segmenter.segment(rgb, 'full')
+    with pytest.raises(ValueError, match='H x W x 3 uint8'):
+        segmenter.segment(rgb[..., 0])
+
+
+def test_weights_errors_say_what_was_expected(tmp_path, weights_file):
+    """Missing file, another model's weights and a wrong class count are refused clearly."""
+    with pytest.raises(WeightsError, match='not found'):
+        make(tmp_path / 'missing.pt')
+    other = save_weights(tmp_path / 'big.pt', create_model('mininet_v2'), 'mininet_v2', 11,
+                         'camvid')
+    with pytest.raises(WeightsError, match="model 'mininet_v2', expected 'mininet_v2_cpu'"):
+        make(other)
+    wrong = save_weights(tmp_path / 'c19.pt', create_model(MODEL, num_classes=19), MODEL, 19,
+                         'cityscapes')
+    with pytest.raises(WeightsError, match='19 classes, expected 11'):
+        make(wrong)
+    garbage = tmp_path / 'garbage.pt'
+    garbage.write_bytes(b'not a checkpoint')
+    with pytest.raises(WeightsError, match='cannot read'):
+        make(garbage)
+
+
+def test_config_errors_list_valid_choices():
+    """Unknown model/backend and impossible sizes name the valid values."""
+    with pytest.raises(ValueError, match='valid models: .*mininet_v2_cpu'):
+        Segmenter(SegmenterConfig(model='segnet', weights='none'))
+    with pytest.raises(ValueError, match='valid backends: torch, onnxruntime'):
+        Segmenter(SegmenterConfig(weights='none', backend='tensorflow'))
+    with pytest.raises(ValueError, match='multiples of 8'):
+        Segmenter(SegmenterConfig(weights='none', input_width=500, input_height=256))
+
+
+def test_onnx_graph_is_cached_next_to_weights_and_refreshed(frame, weights_file):
+    """The exported graph is reused while the weights are unchanged, re-exported after."""
+    rgb, _ = frame
+    make(weights_file).segment(rgb)
+    cached = sorted(weights_file.parent.glob('*.onnx'))
+    assert [p.name for p in cached] == [f'{MODEL}_test.{SIZE[0]}x{SIZE[1]}.onnx']
+    stamp = cached[0].stat().st_mtime_ns
+    make(weights_file).segment(rgb)
+    assert cached[0].stat().st_mtime_ns == stamp, 're-exported although nothing changed'
+    torch.manual_seed(1)
+    save_weights(weights_file, create_model(MODEL), MODEL, 11, 'camvid')
+    make(weights_file).segment(rgb)
+    assert cached[0].stat().st_mtime_ns != stamp, 'stale graph used after the weights changed'
+
+
+def test_cuda_missing_falls_back_to_cpu(weights_file, caplog):
+    """Asking for CUDA on a machine without it warns and runs on the CPU."""
+    if torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    with caplog.at_level(logging.WARNING):
+        segmenter = make(weights_file, 'torch', device='cuda')
+    assert segmenter.device == 'cpu'
+    assert 'CUDA is not available' in caplog.text
+    assert segmenter.segment(np.zeros((40, 50, 3), np.uint8)).labels.shape == (40, 50)
+
+
+def test_class_set_palette_and_overlay():
+    """Class sets load from YAML; colours are a table lookup; unknown sets list the shipped."""
+    from semseg_ros.core.classes import colorize, overlay
+    camvid = load_class_set('camvid')
+    assert camvid.num_classes == 11 and camvid.ignore_index == 11
+    assert camvid.names[8] == 'Car' and load_class_set('cityscapes').num_classes == 19
+    labels = np.array([[0, 1], [11, 255]], np.uint8)
+    colors = colorize(labels, camvid)
+    assert colors[0, 1].tolist() == camvid.colors[1].tolist()
+    assert colors[1, 0].tolist() == [0, 0, 0] and colors[1, 1].tolist() == [0, 0, 0]
+    image = np.full((2, 2, 3), 200, np.uint8)
+    blended = overlay(image, colors, 0.25)
+    expected = np.round(0.75 * 200 + 0.25 * colors.astype(float)).astype(np.uint8)
+    assert np.abs(blended.astype(int) - expected).max() <= 1
+    with pytest.raises(ValueError, match='shipped class sets: camvid, cityscapes'):
+        load_class_set('kitti')
+
+
+def _run_cli(*args, cwd=REPO):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, '-m', 'semseg_ros.cli', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_segment_cli_writes_pngs_and_names_bad_files(frame, camvid, weights_file, tmp_path):
+    """``semseg segment`` writes label/colour/overlay PNGs and names an unreadable file."""
+    image_rel = (camvid / 'val.txt').read_text().split()[0]
+    result = _run_cli('segment', str(camvid / image_rel), '--weights', str(weights_file),
+                      '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
+    assert result.returncode == 0, result.stderr
+    stem = Path(image_rel).stem
+    labels = cv2.imread(str(tmp_path / 'out' / f'{stem}_labels.png'), cv2.IMREAD_UNCHANGED)
+    assert labels.shape == frame[0].shape[:2] and labels.max() < 11
+    assert (tmp_path / 'out' / f'{stem}_overlay.png').is_file()
+    bad = _run_cli('segment', str(tmp_path / 'nope.png'), '--weights', str(weights_file),
+                   '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
+    assert bad.returncode == 2 and 'nope.png' in bad.stderr
+
+
+def test_bench_cli_reports_every_figure(tmp_path):
+    """``semseg bench`` measures a model in a child process and writes every figure."""
+    out = tmp_path / 'bench.json'
+    result = _run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
+                      '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', str(out))
+    assert result.returncode == 0, result.stderr
+    assert f'| {MODEL} | onnxruntime | 64x64 |' in result.stdout
+    row = json.loads(out.read_text())['rows'][0]
+    assert row['params'] > 100_000 and row['gmacs'] > 0
+    assert 0 < row['latency_ms_median'] <= row['latency_ms_p90'] + 1e-9 and row['fps'] > 0
+    bad = _run_cli('bench', '--model', 'segnet')
+    assert bad.returncode == 2 and 'valid' in bad.stderr
