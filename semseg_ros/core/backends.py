@@ -101,30 +101,12 @@ def available_ort_providers(device: str) -> List[str]:
 
 def export_inference_graph(network: nn.Module, path: Path, width: int, height: int,
                            with_confidence: bool, metadata: Dict[str, str]) -> Path:
-    """Export the uint8-in/uint8-out inference graph to ONNX atomically, with metadata."""
-    import onnx
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Export the uint8-in/uint8-out inference graph (batch 1) to ONNX atomically."""
+    from semseg_ros.core.onnx_export import export_module
     graph = InferenceGraph(network.eval().cpu(), with_confidence).eval()
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
     outputs = ['labels', 'confidence'] if with_confidence else ['labels']
-    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
-    os.close(handle)
-    try:
-        with torch.no_grad():
-            torch.onnx.export(graph, (example,), tmp, input_names=['image'],
-                              output_names=outputs, dynamo=False, opset_version=17,
-                              dynamic_axes={'image': {0: 'batch'}})
-        proto = onnx.load(tmp)
-        for key, value in metadata.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, str(value)
-        onnx.checker.check_model(proto)
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return export_module(graph, (example,), path, ['image'], outputs, metadata=metadata)
 
 
 def onnx_metadata(path: Path) -> Dict[str, str]:
@@ -236,7 +218,9 @@ class OnnxGraphCache:
         self.width, self.height = width, height
         self.given = Path(given) if given is not None else None
         if weights is None:
-            self.folder = Path(tempfile.mkdtemp(prefix='semseg_onnx_'))
+            # Untrained weights differ per process: export into a folder removed with us.
+            self._tmp = tempfile.TemporaryDirectory(prefix='semseg_onnx_')
+            self.folder = Path(self._tmp.name)
             self.stem, digest = f'{model_name}_untrained', 'untrained'
         else:
             self.folder = writable_dir(weights.parent)

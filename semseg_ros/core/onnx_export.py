@@ -16,7 +16,7 @@ import copy
 import os
 from pathlib import Path
 import tempfile
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 import numpy as np
 import onnxruntime
@@ -96,14 +96,39 @@ def export_onnx(model: nn.Module, path: Union[str, Path], width: int, height: in
     if fp16:
         network = _Float16(network)
     image = torch.zeros(1, 3, height, width, device=device)
+    return export_module(network, (image,), path, ['image'], ['logits'], opset)
+
+
+def export_module(module: nn.Module, example_inputs: tuple, path: Union[str, Path],
+                  input_names: list, output_names: list, opset: Optional[int] = None,
+                  metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Export any eval-mode module with the translations above, atomically, with metadata.
+
+    Args:
+        module: The module to export (not modified).
+        example_inputs: Inputs fixing the graph's shapes and types.
+        path: Destination ``.onnx`` file; its folder is created if missing.
+        input_names: Names of the graph inputs.
+        output_names: Names of the graph outputs.
+        opset: ONNX opset (default :data:`DEFAULT_OPSET`).
+        metadata: ``metadata_props`` to store in the file (e.g. the weights' digest).
+    """
+    import onnx
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
     os.close(handle)
     try:
         torch.onnx.export(
-            network, (image,), tmp, input_names=['image'], output_names=['logits'],
+            module, example_inputs, tmp, input_names=input_names, output_names=output_names,
             opset_version=opset or DEFAULT_OPSET, dynamo=True, external_data=False,
-            custom_translation_table=_translation_table(),
-            verbose=False)
+            custom_translation_table=_translation_table(), verbose=False)
+        if metadata:
+            proto = onnx.load(tmp)
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, str(value)
+            onnx.save(proto, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
