@@ -102,6 +102,9 @@ def test_bad_data_root_and_split_exit_2(tmp_path, capsys, camvid):
                  '--out', str(tmp_path / 'out')]) == 2
     err = capsys.readouterr().err
     assert 'nope.txt' in err and 'val' in err
+    assert main(['--data-root', str(camvid), '--labels', 'ground-truth', '--set',
+                 'min_gap_frames=0', '--out', str(tmp_path / 'out')]) == 2
+    assert 'min_gap_frames must be an integer in [1' in capsys.readouterr().err
     assert not (tmp_path / 'out' / 'report.md').exists()
 
 

@@ -45,13 +45,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from tqdm import tqdm
+import yaml
 
 from semseg_ros.core.backends import BACKENDS
 from semseg_ros.core.bench import parse_size
 from semseg_ros.core.classes import colorize, overlay
 from semseg_ros.core.segment_cli import write_png
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
-from semseg_ros.keyframes.config import load_keyframe_config
+from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 from semseg_ros.keyframes.policy import (KeyframeDecision, KeyframePolicy,
                                          max_interval_selection, uniform_selection)
 from semseg_ros.keyframes.scoring import FrameScore, KeyframeScorer
@@ -440,6 +441,9 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--config', type=Path, default=None,
                         help='keyframe configuration YAML (default: the shipped '
                              'config/keyframes.yaml)')
+    parser.add_argument('--set', metavar='KEY=VALUE', action='append', default=[],
+                        help='override one key of the keyframe configuration (YAML value), '
+                             'e.g. --set min_gap_frames=2; repeatable')
     parser.add_argument('--sheet-overlay', type=float, default=0.0,
                         help='colour-mask weight on the contact sheet thumbnails (0 = none)')
     parser.add_argument('--out', type=Path, required=True, help='output folder')
@@ -457,16 +461,28 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return args
 
 
+def _configuration(path: Optional[Path], overrides: Sequence[str]) -> Dict[str, Any]:
+    """Load the keyframe configuration and apply ``KEY=VALUE`` overrides (validated)."""
+    try:
+        config = load_keyframe_config(path)
+        changed = dict(config)
+        for item in overrides:
+            key, separator, text = item.partition('=')
+            if not separator:
+                raise ValueError(f'--set {item!r}: expected KEY=VALUE')
+            changed[key.strip()] = yaml.safe_load(text)
+        return validate_keyframe_config(changed, source='--set') if overrides else config
+    except (ValueError, yaml.YAMLError) as error:
+        raise OfflineError(str(error)) from error
+
+
 def run(args: argparse.Namespace, command: str) -> Tuple[str, Dict[str, Any]]:
     """Do the evaluation and write every output; return (Markdown report, JSON report).
 
     Raises:
         OfflineError: Bad input, naming it.
     """
-    try:
-        config = load_keyframe_config(args.config)
-    except ValueError as error:
-        raise OfflineError(str(error)) from error
+    config = _configuration(args.config, args.set)
     ordered = order_sequences(read_split(args.data_root, args.split), args.every,
                               args.max_frames)
     scorer = KeyframeScorer(config)
