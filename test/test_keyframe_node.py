@@ -316,6 +316,27 @@ def test_labels_only_mode_and_a_stamp_jump_restart(harness, sequence):
     assert int(report['keyframes']) >= 2  # one per sequence at least (each first frame)
 
 
+def test_confidence_weights_the_semantic_term(harness, sequence):
+    """With use_confidence, the three inputs are matched and the score uses the confidence."""
+    run = harness(use_confidence=True)
+    confidence_pub = run.probe.create_publisher(Image, 'confidence', RELIABLE)
+    run.wait_for(lambda: confidence_pub.get_subscription_count() > 0, 'confidence discovery')
+    stamp, rgb, labels = sequence[0]
+    confidence = np.full(labels.shape, 255, np.uint8)
+    confidence[:, : labels.shape[1] // 2] = 64  # the left half is uncertain
+    run.image_pub.publish(image_message(stamp, rgb))
+    confidence_pub.publish(label_message(stamp, confidence))
+    run.wait_for(lambda: run.node.matcher.pending == 2, 'the image and confidence to wait')
+    assert not run.score_stamps()  # the label mask completes the set
+    run.label_pub.publish(label_message(stamp, labels))
+    run.wait_for(lambda: stamp in run.score_stamps(), 'the score')
+    scorer = KeyframeScorer(load_keyframe_config())
+    expected = scorer.score(labels, rgb, confidence)
+    values = {kv.key: float(kv.value) for kv in run.messages('scores')[0].status[0].values}
+    assert values['semantic'] == pytest.approx(expected.semantic, rel=1e-5)
+    assert values['semantic'] < scorer.score(labels, rgb).semantic
+
+
 def test_scoring_parameters_change_at_run_time_and_invalid_ones_are_refused(harness):
     """A valid weight change is applied; an invalid one is refused with the reason."""
     run = harness(use_image=False)

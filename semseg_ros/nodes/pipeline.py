@@ -11,7 +11,8 @@ node is wired to the segmentation node (same namespace)::
 
 Command-line arguments apply to both nodes: remap ``image`` and the namespace, and target
 parameters at one node in a params file (``segmentation_node:`` / ``keyframe_node:``
-sections, or ``/**:`` for both; ``class_set`` and ``diagnostics_period`` exist in both)::
+sections, or ``/**:`` for both; ``class_set`` and ``diagnostics_period`` exist in both).
+Never remap ``__node`` for the process: it would give both nodes the same name::
 
     python -m semseg_ros.nodes.pipeline --ros-args -r image:=/camera/image_raw \\
         --params-file config/cpu_robot.yaml -p keyframe_node:use_confidence:=true
