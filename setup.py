@@ -41,6 +41,7 @@ setup(
             'semseg = semseg_ros.cli:main',
             'segmentation_node = semseg_ros.nodes.segmentation_node:main',
             'keyframe_node = semseg_ros.nodes.keyframe_node:main',
+            'keyframe_pipeline = semseg_ros.nodes.pipeline:main',
         ],
     },
 )

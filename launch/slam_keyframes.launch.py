@@ -1,0 +1,99 @@
+"""Launch the segmentation node and the keyframe node together, wired for a SLAM front end.
+
+    ros2 launch semseg_ros slam_keyframes.launch.py image_topic:=/camera/image_raw
+    ros2 launch semseg_ros slam_keyframes.launch.py single_process:=true use_confidence:=true
+    ros2 launch semseg_ros slam_keyframes.launch.py namespace:=front \\
+        keyframe_config:=/path/to/my_keyframes.yaml
+
+The keyframe node reads the segmentation node's ~/label_mask (and ~/confidence), and the
+camera itself for the image-quality terms; it publishes ~/scores, ~/keyframe,
+~/keyframe_image and ~/dynamic_mask. With single_process:=true both nodes run in one process
+on a multi-threaded executor (the keyframe_pipeline executable; rclpy has no composable
+nodes), so masks and images do not cross DDS.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+PACKAGE = 'semseg_ros'
+SEGMENTATION_NODE = 'segmentation_node'
+KEYFRAME_NODE = 'keyframe_node'
+
+ARGUMENTS = (
+    ('image_topic', '/camera/image_raw',
+     'Camera image topic (sensor_msgs/Image); both nodes read it.'),
+    ('namespace', '', 'Namespace of both nodes and their output topics.'),
+    ('model', '',
+     'Segmentation network (mininet_v2_cpu, mininet_v2, enet, rds_net); empty: the one in '
+     'segmentation_config.'),
+    ('segmentation_config',
+     PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'cpu_robot.yaml']),
+     'Parameters file of the segmentation node (config/cpu_robot.yaml, jetson_enet.yaml, '
+     'jetson_rdsnet.yaml, or your own).'),
+    ('keyframe_config', '',
+     'Keyframe configuration in config/keyframes.yaml format (scoring weights, gaps, '
+     'window); empty: the shipped one.'),
+    ('use_image', 'true',
+     'true: the keyframe node also reads the camera (sharpness and exposure terms, '
+     '~/keyframe_image); false: label masks only.'),
+    ('use_confidence', 'false',
+     'true: the segmentation node publishes ~/confidence and the keyframe node weights the '
+     'semantic coverage by it.'),
+    ('single_process', 'false',
+     'true: run both nodes in one process with a MultiThreadedExecutor (keyframe_pipeline); '
+     'false: two processes.'),
+)
+
+
+def _flag(context, name: str) -> bool:
+    """Return a true/false launch argument as a bool, refusing anything else."""
+    value = LaunchConfiguration(name).perform(context).strip().lower()
+    if value not in ('true', 'false'):
+        raise ValueError(f"launch argument {name} must be 'true' or 'false', got {value!r}")
+    return value == 'true'
+
+
+def _nodes(context):
+    """Build the node actions from the resolved arguments."""
+    image_topic = LaunchConfiguration('image_topic')
+    namespace = LaunchConfiguration('namespace')
+    model = LaunchConfiguration('model').perform(context).strip()
+    use_confidence = _flag(context, 'use_confidence')
+    segmentation = {'publish_confidence': use_confidence, 'output_resolution': 'input'}
+    if model:
+        segmentation['model'] = model
+    keyframe = {'config_file': LaunchConfiguration('keyframe_config').perform(context),
+                'use_image': _flag(context, 'use_image'), 'use_confidence': use_confidence}
+    if _flag(context, 'single_process'):
+        # No name: `-r __node:=` would rename both nodes of the process. Dict parameters of an
+        # unnamed node go to `/**`, which both nodes read (each only declares its own).
+        return [Node(
+            package=PACKAGE, executable='keyframe_pipeline', namespace=namespace,
+            parameters=[LaunchConfiguration('segmentation_config'), {**segmentation,
+                                                                     **keyframe}],
+            remappings=[('image', image_topic)], output='screen', emulate_tty=True)]
+    return [
+        Node(package=PACKAGE, executable='segmentation_node', name=SEGMENTATION_NODE,
+             namespace=namespace,
+             # Later entries win: the launch arguments override the parameters file.
+             parameters=[LaunchConfiguration('segmentation_config'), segmentation],
+             remappings=[('image', image_topic)], output='screen', emulate_tty=True),
+        Node(package=PACKAGE, executable='keyframe_node', name=KEYFRAME_NODE,
+             namespace=namespace, parameters=[keyframe],
+             remappings=[('label_mask', f'{SEGMENTATION_NODE}/label_mask'),
+                         ('confidence', f'{SEGMENTATION_NODE}/confidence'),
+                         ('image', image_topic)],
+             output='screen', emulate_tty=True),
+    ]
+
+
+def generate_launch_description():
+    """Declare the arguments and start the two nodes (two processes or one)."""
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=description)
+          for name, default, description in ARGUMENTS),
+        OpaqueFunction(function=_nodes),
+    ])
