@@ -1,0 +1,1 @@
+"""ROS 2 nodes: thin rclpy glue around the core (segmentation, keyframe selection)."""
