@@ -14,9 +14,9 @@ from rosbags.image import message_to_cvimage
 from sensor_msgs.msg import CompressedImage, Image
 
 from semseg_ros.core.conversions import (
-    as_byte_array, compressed_to_rgb, encode_compressed, image_fields_from_rgb, image_to_rgb,
-    ImageConversionError, mono8_to_image_fields, read_compressed_header, rgb_to_image_fields,
-    SUPPORTED_ENCODINGS)
+    as_byte_array, compressed_to_rgb, encode_compressed, image_fields_from_rgb, image_to_mono8,
+    image_to_rgb, ImageConversionError, mono8_to_image_fields, read_compressed_header,
+    rgb_to_image_fields, SUPPORTED_ENCODINGS)
 
 LOSSLESS = ['rgb8', 'bgr8', 'rgba8', 'bgra8']
 YUV = ['yuv422', 'uyvy', 'yuv422_yuy2', 'yuyv']
@@ -419,3 +419,21 @@ def test_bad_arrays_to_encode(frame):
         encode_compressed(frame, 'bmp')
     with pytest.raises(ImageConversionError, match='jpeg quality must be in 1..100, got 0'):
         encode_compressed(frame, 'jpeg', quality=0)
+
+
+def test_mono8_reading(labels):
+    """image_to_mono8 inverts mono8_to_image_fields, reads padded rows, refuses colour."""
+    fields = mono8_to_image_fields(labels)
+    np.testing.assert_array_equal(image_to_mono8(*fields), labels)
+    height, width = labels.shape
+    padded = np.zeros((height, width + 3), np.uint8)
+    padded[:, :width] = labels
+    read = image_to_mono8('8UC1', height, width, width + 3, padded.tobytes())
+    np.testing.assert_array_equal(read, labels)
+    assert read.flags.c_contiguous
+    with pytest.raises(ImageConversionError, match="'rgb8' is not a single-channel"):
+        image_to_mono8('rgb8', height, width, width * 3, bytes(height * width * 3))
+    with pytest.raises(ImageConversionError, match='expected at least step'):
+        image_to_mono8('mono8', height, width, width, bytes(width))
+    with pytest.raises(ImageConversionError, match='step 2 is smaller'):
+        image_to_mono8('mono8', height, width, 2, fields[4])

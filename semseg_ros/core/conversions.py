@@ -126,6 +126,16 @@ def as_byte_array(data) -> np.ndarray:
             "bytes, bytearray, memoryview, array.array('B') or a uint8 numpy array") from exc
 
 
+def _pixel_bytes(data, step: int, height: int) -> np.ndarray:
+    """Wrap an image's data as bytes, checking it holds ``step * height`` of them."""
+    buffer = as_byte_array(data)
+    if buffer.size < step * height:
+        raise ImageConversionError(
+            f'data has {buffer.size} bytes, expected at least step*height = {step}*{height} = '
+            f'{step * height}')
+    return buffer
+
+
 def image_to_rgb(encoding: str, height: int, width: int, step: int, data,
                  is_bigendian: bool = False, max_pixels: Optional[int] = None) -> np.ndarray:
     """Convert the fields of a sensor_msgs/Image to an RGB array.
@@ -172,11 +182,7 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data,
         raise ImageConversionError(
             f'{encoding} demosaicing needs at least {_BAYER_MIN_SIZE}x{_BAYER_MIN_SIZE} pixels, '
             f'got {width}x{height}')
-    buffer = as_byte_array(data)
-    if buffer.size < step * height:
-        raise ImageConversionError(
-            f'data has {buffer.size} bytes, expected at least step*height = {step}*{height} = '
-            f'{step * height}')
+    buffer = _pixel_bytes(data, step, height)
 
     if encoding == 'mono16':
         dtype = np.dtype('>u2' if is_bigendian else '<u2')
@@ -442,6 +448,47 @@ def mono8_to_image_fields(labels: np.ndarray) -> Tuple[str, int, int, int, array
                 f'label values span {low}..{high}; mono8 holds 0..255')
         labels = labels.astype(np.uint8)
     return 'mono8', height, width, width, _byte_array(labels)
+
+
+# Encodings of a single-channel 8-bit image: what a label mask or confidence map may arrive as.
+MONO8_ENCODINGS = ('mono8', '8UC1')
+
+
+def image_to_mono8(encoding: str, height: int, width: int, step: int, data,
+                   max_pixels: Optional[int] = None) -> np.ndarray:
+    """Read the fields of a single-channel 8-bit sensor_msgs/Image (a label mask) as an array.
+
+    The inverse of :func:`mono8_to_image_fields`. Values are kept as they are (class ids are
+    not grey levels), so only ``mono8`` and ``8UC1`` are accepted, never a colour encoding.
+
+    Args:
+        encoding: ``'mono8'`` or ``'8UC1'``.
+        height: Rows.
+        width: Columns.
+        step: Bytes from the start of one row to the next (>= width).
+        data: The pixel bytes (see ``as_byte_array`` for the types accepted).
+        max_pixels: Refuse images with more pixels than this (None: no limit).
+
+    Returns:
+        A C-contiguous HxW uint8 array; a view of ``data`` unless rows are padded.
+
+    Raises:
+        ImageConversionError: Another encoding, an invalid field or data too short.
+    """
+    if encoding not in MONO8_ENCODINGS:
+        raise ImageConversionError(
+            f'encoding {encoding!r} is not a single-channel 8-bit image; expected '
+            f'{" or ".join(MONO8_ENCODINGS)}')
+    height = _dimension('height', height)
+    width = _dimension('width', width)
+    step = _dimension('step', step)
+    _check_size(width, height, max_pixels)
+    if step < width:
+        raise ImageConversionError(f'step {step} is smaller than the width {width} of a '
+                                   f'{encoding} image')
+    buffer = _pixel_bytes(data, step, height)
+    pixels = np.ndarray((height, width), np.uint8, buffer=buffer, strides=(step, 1))
+    return np.ascontiguousarray(pixels)
 
 
 def encode_compressed(image: np.ndarray, fmt: str = 'jpeg', quality: int = 90
