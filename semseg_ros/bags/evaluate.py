@@ -27,13 +27,12 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from semseg_ros.bags.messages import (decode_labels, header_stamp_ns, scores_from_message,
+from semseg_ros.bags.messages import (header_stamp_ns, label_stream, scores_from_message,
                                       stamp_ns)
-from semseg_ros.bags.storage import (BagError, deserialize, DIAGNOSTIC_ARRAY, find_topic,
+from semseg_ros.bags.storage import (deserialize, DIAGNOSTIC_ARRAY, find_topic,
                                      has_topic, HEADER, IMAGE, IMAGE_TYPES, read_messages,
                                      reading)
 from semseg_ros.core.classes import ClassSet, load_class_set
-from semseg_ros.core.conversions import ImageConversionError
 from semseg_ros.core.metrics import ConfusionMatrix
 
 AUTO = 'auto'
@@ -199,20 +198,6 @@ class LiveReport:
         return lines
 
 
-def _label_stream(path, topic: str, by_record_time: bool = False
-                  ) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yield ``(header stamp, class ids)`` of a bag's mono8 label topic."""
-    with reading(path) as reader:
-        connections = find_topic(reader, topic, (IMAGE,))
-        for _, timestamp, raw in read_messages(reader, connections):
-            where = f'{path}: {topic} at {timestamp} ns'
-            message = deserialize(raw, IMAGE, where)
-            try:
-                yield stamp_ns(message), decode_labels(message)
-            except ImageConversionError as error:
-                raise BagError(f'{where}: {error}') from error
-
-
 def _truth_source(recording: Path, ground_truth: Optional[Path], labels_topic: str
                   ) -> Optional[Tuple[Path, str]]:
     """Return (bag, topic) of the ground truth, or None when there is none to use."""
@@ -295,7 +280,7 @@ def evaluate_recording(recording, image_topic: str = DEFAULT_TOPIC,
     source = _truth_source(recording, ground_truth, labels_topic)
     if source is not None and report.frames_processed:
         report.accuracy = score_against_truth(
-            _label_stream(recording, topics.label_mask), _label_stream(*source),
+            label_stream(recording, topics.label_mask), label_stream(*source),
             load_class_set(class_set))
         report.accuracy['ground_truth'] = f'{source[0]}:{source[1]}'
     return report

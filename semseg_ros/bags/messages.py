@@ -5,12 +5,13 @@ written here decodes in the nodes exactly as a camera's stream would.
 """
 
 import struct
-from typing import Mapping, Tuple
+from typing import Iterator, Mapping, Tuple
 
 import numpy as np
 
-from semseg_ros.bags.storage import (BagError, COMPRESSED_IMAGE, DIAGNOSTIC_ARRAY, IMAGE,
-                                     typestore)
+from semseg_ros.bags.storage import (BagError, COMPRESSED_IMAGE, deserialize,
+                                     DIAGNOSTIC_ARRAY, find_topic, IMAGE, IMAGE_TYPES,
+                                     read_messages, reading, typestore)
 from semseg_ros.core import conversions
 
 # Encodings `semseg bag make` writes: every raw encoding, or a CompressedImage codec.
@@ -113,16 +114,8 @@ def decode_labels(message) -> np.ndarray:
     Raises:
         conversions.ImageConversionError: Another encoding, or data too short.
     """
-    if message.encoding not in ('mono8', '8UC1'):
-        raise conversions.ImageConversionError(
-            f'label image has encoding {message.encoding!r}; expected mono8 class ids')
-    height, width, step = int(message.height), int(message.width), int(message.step)
-    data = conversions.as_byte_array(message.data)
-    if width < 1 or height < 1 or step < width or data.size < step * height:
-        raise conversions.ImageConversionError(
-            f'label image of {width}x{height}, step {step}, has {data.size} bytes of data')
-    return np.ascontiguousarray(
-        np.ndarray((height, width), np.uint8, buffer=data, strides=(step, 1)))
+    return conversions.image_to_mono8(message.encoding, message.height, message.width,
+                                      message.step, message.data)
 
 
 def scores_message(stamp: int, frame_id: str, terms: Mapping[str, float],
@@ -153,3 +146,34 @@ def scores_from_message(message) -> dict:
             except ValueError:
                 continue  # a non-numeric entry (e.g. a reason string) is not a score term
     return terms
+
+
+def _stream(path, topic: str, msgtypes, decode) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield ``(header stamp, decode(message, type))`` of a bag topic, in bag order."""
+    with reading(path) as reader:
+        connections = find_topic(reader, topic, msgtypes)
+        for connection, timestamp, raw in read_messages(reader, connections):
+            where = f'{path}: {topic} at {timestamp} ns'
+            message = deserialize(raw, connection.msgtype, where)
+            try:
+                yield stamp_ns(message), decode(message, connection.msgtype)
+            except conversions.ImageConversionError as error:
+                raise BagError(f'{where}: {error}') from error
+
+
+def label_stream(path, topic: str) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield ``(stamp, H x W class ids)`` of a bag's mono8 label topic.
+
+    Raises:
+        BagError: Unreadable bag, missing topic, or a message that is not mono8.
+    """
+    return _stream(path, topic, (IMAGE,), lambda message, _: decode_labels(message))
+
+
+def image_stream(path, topic: str) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield ``(stamp, H x W x 3 RGB)`` of a bag's Image or CompressedImage topic.
+
+    Raises:
+        BagError: Unreadable bag, missing topic, or an image that cannot be decoded.
+    """
+    return _stream(path, topic, IMAGE_TYPES, decode_rgb)

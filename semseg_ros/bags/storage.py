@@ -74,7 +74,7 @@ def open_bag(path) -> Reader:
         reader = Reader(path)
         reader.open()
     except (ReaderError, OSError) as error:
-        raise BagError(f'{path}: cannot read the bag: {error}') from error
+        raise BagError(f'{path}: corrupt, truncated or unsupported bag: {error}') from error
     except Exception as error:  # sqlite3, MCAP and YAML parsers raise their own types
         raise BagError(f'{path}: corrupt or truncated bag ({type(error).__name__}: {error})'
                        ) from error
