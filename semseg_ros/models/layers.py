@@ -1,5 +1,8 @@
 """Small building blocks shared by the networks."""
 
+from typing import Optional
+
+import torch
 from torch import nn, Tensor
 
 from semseg_ros.models.registry import check_multiple
@@ -41,3 +44,31 @@ class ConvBN(nn.Sequential):
             nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                       bias=False),
             nn.BatchNorm2d(out_channels, eps=eps))
+
+
+class ConcatDownsample(nn.Module):
+    """Halve the resolution: a strided 3x3 conv concatenated with a 2x2 max-pool, BN, activation.
+
+    The ENet initial block and the MiniNet downsample block. The BN after the concat is kept as
+    one BN per branch: BN is per-channel, so this is the same function, and the conv half folds
+    into its conv in ONNX Runtime. Without channel growth the block is the strided conv alone.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, eps: float = 1e-5,
+                 activation: Optional[nn.Module] = None):
+        """Build the block; ``activation`` defaults to ReLU."""
+        super().__init__()
+        self.use_pool = in_channels < out_channels
+        conv_channels = out_channels - in_channels if self.use_pool else out_channels
+        self.conv = ConvBN(in_channels, conv_channels, 3, stride=2, eps=eps)
+        if self.use_pool:
+            self.pool = nn.MaxPool2d(2, 2)
+            self.pool_bn = nn.BatchNorm2d(in_channels, eps=eps)
+        self.relu = activation if activation is not None else nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Map ``N x in x H x W`` to ``N x out x H/2 x W/2``."""
+        y = self.conv(x)
+        if self.use_pool:
+            y = torch.cat([y, self.pool_bn(self.pool(x))], 1)
+        return self.relu(y)

@@ -20,8 +20,7 @@ the TensorFlow code that trained the paper's models (1, 2, 8, 16; the PyTorch po
 1, 2, 4, 8); dropout is spatial (``Dropout2d``) as in the PyTorch port; the transposed conv
 before a BN has no bias; the last transposed conv uses padding 1 and output padding 1 so the
 logits are exactly ``H/2 x W/2`` (the port's padding 0 gives one extra row and column). The BN
-after the downsample concat is stored as two BNs, one per branch: per-channel, so the same
-function, but the conv half folds into its conv in ONNX Runtime.
+after the downsample concat is stored as one BN per branch (see ``ConcatDownsample``).
 
 MiniNet-v2-cpu removes modules as the paper and code do: one pair of residual modules at
 stride 4 (instead of five), three multi-dilation pairs (rates 2, 4, 8; instead of eight), and
@@ -37,33 +36,11 @@ from typing import Sequence
 import torch
 from torch import nn, Tensor
 
-from semseg_ros.models.layers import check_image, ConvBN
+from semseg_ros.models.layers import check_image, ConcatDownsample, ConvBN
 from semseg_ros.models.registry import register_model
 
 # MiniNet convention (TensorFlow defaults ported to PyTorch).
 BN_EPS = 1e-3
-
-
-class DownsampleBlock(nn.Module):
-    """Halve the resolution: strided 3x3 conv concatenated with a 2x2 max-pool, BN, ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        """Build the block; without channel growth it is the strided conv alone."""
-        super().__init__()
-        self.use_pool = in_channels < out_channels
-        conv_channels = out_channels - in_channels if self.use_pool else out_channels
-        self.conv = ConvBN(in_channels, conv_channels, 3, stride=2, eps=BN_EPS)
-        if self.use_pool:
-            self.pool = nn.MaxPool2d(2, 2)
-            self.pool_bn = nn.BatchNorm2d(in_channels, eps=BN_EPS)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Map ``N x in x H x W`` to ``N x out x H/2 x W/2``."""
-        y = self.conv(x)
-        if self.use_pool:
-            y = torch.cat([y, self.pool_bn(self.pool(x))], 1)
-        return self.relu(y)
 
 
 class ResidualSeparable(nn.Module):
@@ -135,14 +112,15 @@ class MiniNetV2(nn.Module):
         """Build the network."""
         super().__init__()
         self.name = name
-        self.down1 = DownsampleBlock(3, 16)
-        self.down2 = DownsampleBlock(16, 64)
+        self.down1 = ConcatDownsample(3, 16, BN_EPS)
+        self.down2 = ConcatDownsample(16, 64, BN_EPS)
         self.stage2 = nn.Sequential(*[ResidualSeparable(64) for _ in range(stage2_modules)])
-        self.down3 = DownsampleBlock(64, 128)
+        self.down3 = ConcatDownsample(64, 128, BN_EPS)
         self.stage3 = nn.Sequential(*[MultiDilationSeparable(128, rate, dropout)
                                       for rate in stage3_dilations])
         self.up1 = UpsampleBlock(128, 64)
-        self.refine = nn.Sequential(DownsampleBlock(3, 16), DownsampleBlock(16, 64))
+        self.refine = nn.Sequential(ConcatDownsample(3, 16, BN_EPS),
+                                    ConcatDownsample(16, 64, BN_EPS))
         self.decoder = nn.Sequential(*[ResidualSeparable(64) for _ in range(decoder_modules)])
         self.classifier = nn.ConvTranspose2d(64, num_classes, 3, stride=2, padding=1,
                                              output_padding=1)

@@ -1,0 +1,142 @@
+"""Export a segmentation network to ONNX and check it against PyTorch with ONNX Runtime.
+
+The graph has one input, ``image`` (``N x 3 x H x W`` float32, N free, H and W fixed), and one
+output, ``logits``. It is made by the ``torch.export``-based exporter (``dynamo=True``, the
+default since PyTorch 2.9; the TorchScript one is deprecated and cannot export max-unpooling)
+with its graph optimizer on. Two translations make ENet's max-pool indices cheap in ONNX
+Runtime: ``max_pool2d_with_indices`` becomes an ONNX ``MaxPool`` with its ``Indices`` output
+and ``max_unpool2d`` an ONNX ``MaxUnpool`` that consumes them. The stock translation converts
+the indices to PyTorch's per-plane form (an extra full-resolution ``MaxPool``) and unpools with
+``ScatterND``; the indices never leave the graph, so the network computes the same function.
+"""
+
+import copy
+import os
+from pathlib import Path
+import tempfile
+from typing import Optional, Union
+
+import numpy as np
+import onnxruntime
+import torch
+from torch import nn, Tensor
+
+from semseg_ros.models import check_multiple
+
+# The exporter's default opset for torch 2.13; ONNX Runtime 1.2x runs it on every provider.
+DEFAULT_OPSET = 18
+
+
+def _translation_table() -> dict:
+    """Return the exporter's custom translations (onnxscript loads only when exporting)."""
+    from onnxscript import opset18 as op
+
+    def max_pool2d_with_indices(self, kernel_size, stride=(), padding=(0, 0),
+                                dilation=(1, 1), ceil_mode=False):
+        """Translate ``aten.max_pool2d_with_indices`` to MaxPool keeping ONNX's flat indices."""
+        kernel = list(kernel_size) * (2 // len(kernel_size))
+        strides = list(stride or kernel_size) * (2 // len(stride or kernel_size))
+        pads = list(padding) * (2 // len(padding))
+        dilations = list(dilation) * (2 // len(dilation))
+        return op.MaxPool(self, kernel_shape=kernel, strides=strides, pads=pads + pads,
+                          dilations=dilations, ceil_mode=int(ceil_mode))
+
+    def max_unpool2d(self, indices, output_size):
+        """Translate ``aten.max_unpool2d`` to MaxUnpool on the flat indices of that MaxPool.
+
+        The kernel attributes only serve to infer a shape, and the shape is given.
+        """
+        shape = op.Concat(op.Slice(op.Shape(self), [0], [2]),
+                          op.Constant(value_ints=list(output_size)), axis=0)
+        return op.MaxUnpool(self, indices, shape, kernel_shape=[2, 2], strides=[2, 2])
+
+    return {torch.ops.aten.max_pool2d_with_indices.default: max_pool2d_with_indices,
+            torch.ops.aten.max_unpool2d.default: max_unpool2d}
+
+
+class _Float16(nn.Module):
+    """Run a half-precision copy of a model behind a float32 input and output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.model(image.half()).float()
+
+
+def export_onnx(model: nn.Module, path: Union[str, Path], width: int, height: int,
+                fp16: bool = False, opset: Optional[int] = None) -> Path:
+    """Export ``model`` in eval mode to an ONNX file, written atomically.
+
+    Args:
+        model: A network from :func:`semseg_ros.models.create_model` (any module mapping
+            ``N x 3 x H x W`` images to logits works). It is not modified.
+        path: Destination ``.onnx`` file; its folder is created if missing.
+        width: Input width the graph is built for.
+        height: Input height the graph is built for.
+        fp16: Store weights and compute in float16 (input and output stay float32).
+        opset: ONNX opset (default :data:`DEFAULT_OPSET`).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: The size is not a positive multiple of the model's ``input_multiple``.
+    """
+    name = getattr(model, 'model_name', type(model).__name__)
+    check_multiple(name, width, height, getattr(model, 'input_multiple', 1))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device('cpu')
+    network = copy.deepcopy(model).eval()
+    if fp16:
+        network = _Float16(network)
+    image = torch.zeros(2, 3, height, width, device=device)
+    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
+    os.close(handle)
+    try:
+        torch.onnx.export(
+            network, (image,), tmp, input_names=['image'], output_names=['logits'],
+            opset_version=opset or DEFAULT_OPSET, dynamo=True, external_data=False,
+            dynamic_shapes=({0: torch.export.Dim('batch', min=1, max=1024)},),
+            custom_translation_table=_translation_table(),
+            verbose=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def compare_with_torch(model: nn.Module, onnx_path: Union[str, Path], width: int, height: int,
+                       seed: int = 0) -> float:
+    """Return the largest absolute difference between PyTorch's and ONNX Runtime's logits.
+
+    Both run on the CPU in float32 inputs, on one random ``1 x 3 x height x width`` image.
+
+    Args:
+        model: The network the file was exported from (run in eval mode, then restored).
+        onnx_path: The exported file.
+        width: Input width.
+        height: Input height.
+        seed: Seed of the random input.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randn(1, 3, height, width, generator=generator)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=['CPUExecutionProvider'])
+    onnx_logits = session.run(['logits'], {'image': image.numpy()})[0]
+    was_training = model.training
+    network = model.eval()
+    try:
+        parameter = next(network.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device('cpu')
+        with torch.no_grad():
+            torch_logits = network(image.to(device)).float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    if torch_logits.shape != onnx_logits.shape:
+        raise ValueError(f'{onnx_path}: ONNX logits have shape {onnx_logits.shape}, '
+                         f'PyTorch {torch_logits.shape}')
+    return float(np.max(np.abs(torch_logits - onnx_logits)))

@@ -1,0 +1,1 @@
+"""Datasets (CamVid, Cityscapes, the user's own folders) and training augmentation."""

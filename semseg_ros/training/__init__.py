@@ -1,0 +1,1 @@
+"""Training and evaluation of the segmentation networks (``semseg train``, ``semseg eval``)."""

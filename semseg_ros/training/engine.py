@@ -1,0 +1,225 @@
+"""What training and evaluation share: devices, data loaders, forward pass, evaluation.
+
+The forward pass pads the input to the model's input multiple, runs the network and
+brings the logits back to the label size (bilinear), so networks with a half-resolution
+output (MiniNet-v2) and full-resolution ones (ENet, RDS-Net) are scored alike.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+import sys
+import tempfile
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from semseg_ros.core.metrics import ConfusionMatrix
+from semseg_ros.data.transforms import to_network_input
+
+AMP_MODES = ('none', 'bf16')
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """Parse ``WxH`` (e.g. ``480x360``) into (width, height).
+
+    Raises:
+        ValueError: Not two positive integers joined by ``x``.
+    """
+    parts = str(text).lower().split('x')
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 480x360') from None
+    if width <= 0 or height <= 0:
+        raise ValueError(f'size {text!r} must have a positive width and height')
+    return width, height
+
+
+def select_device(name: str = 'auto', local_rank: int = 0) -> torch.device:
+    """Return the device for ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+
+    Raises:
+        ValueError: CUDA asked for but not available, or an unknown name.
+    """
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    if name == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError('--device cuda asked for, but CUDA is not available')
+        torch.cuda.set_device(local_rank)
+        return torch.device('cuda', local_rank)
+    if name == 'cpu':
+        return torch.device('cpu')
+    raise ValueError(f'unknown device {name!r}; valid: auto, cpu, cuda')
+
+
+def autocast(device: torch.device, amp: str):
+    """Return the autocast context of an AMP mode (``none``: a no-op context)."""
+    if amp == 'none':
+        return contextlib.nullcontext()
+    if amp == 'bf16':
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    raise ValueError(f'unknown AMP mode {amp!r}; valid: {", ".join(AMP_MODES)}')
+
+
+def seed_everything(*key: int) -> None:
+    """Seed torch (CPU and CUDA) from a tuple of integers, e.g. (run seed, epoch, rank)."""
+    seed = int(np.random.SeedSequence([int(k) for k in key]).generate_state(1)[0])
+    torch.manual_seed(seed)
+
+
+def limit_cv2_threads() -> None:
+    """Keep OpenCV single-threaded in training and evaluation processes.
+
+    The data pipeline's OpenCV calls are small and torch owns the cores; and an OpenCV
+    thread pool started in the parent can deadlock data-loader workers forked from it.
+    """
+    import cv2
+    cv2.setNumThreads(1)
+
+
+def make_loader(dataset: Dataset, batch_size: int, workers: int, sampler=None,
+                drop_last: bool = False, pin_memory: bool = False) -> DataLoader:
+    """Build a DataLoader: the sampler decides the order; torch keeps workers single-threaded."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False,
+                      num_workers=workers, drop_last=drop_last, pin_memory=pin_memory,
+                      persistent_workers=False)
+
+
+def distributed_context() -> Tuple[int, int, int]:
+    """Return (rank, world size, local rank) from torchrun's environment (0, 1, 0 without)."""
+    return (int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1)),
+            int(os.environ.get('LOCAL_RANK', 0)))
+
+
+def is_distributed() -> bool:
+    """Whether a torch.distributed process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def shard(dataset: Dataset) -> Dataset:
+    """This process's share of a dataset (every world-size-th sample), for evaluation.
+
+    Unlike DistributedSampler, nothing is padded, so summed metrics count each sample once.
+    """
+    if not is_distributed():
+        return dataset
+    rank, world = dist.get_rank(), dist.get_world_size()
+    return Subset(dataset, range(rank, len(dataset), world))
+
+
+def forward_logits(model: nn.Module, images: torch.Tensor, multiple: int,
+                   output_size: Optional[Sequence[int]] = None,
+                   input_size: Optional[Sequence[int]] = None,
+                   channels_last: bool = False) -> torch.Tensor:
+    """Run a network on uint8 images and return logits at ``output_size``.
+
+    Args:
+        model: Network mapping ``N x 3 x H x W`` float input to logits.
+        images: ``N x 3 x H x W`` uint8 RGB on the compute device.
+        multiple: The model's input multiple; inputs are zero-padded right and bottom to it.
+        output_size: (height, width) of the returned logits (default: the images' size).
+        input_size: (height, width) to resize the images to before the network (default:
+            as they are).
+        channels_last: Feed the network channels-last input.
+
+    Returns:
+        ``N x C x H x W`` float logits.
+    """
+    x = to_network_input(images)
+    if output_size is None:
+        output_size = x.shape[-2:]
+    if input_size is not None and tuple(input_size) != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=tuple(input_size), mode='bilinear', align_corners=False,
+                          antialias=input_size[0] < x.shape[-2])
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    logits = model(x)
+    if pad_h or pad_w:
+        # Bring the output to the padded input's scale, then cut the padding off.
+        if logits.shape[-2:] != (height + pad_h, width + pad_w):
+            logits = F.interpolate(logits, size=(height + pad_h, width + pad_w),
+                                   mode='bilinear', align_corners=False)
+        logits = logits[..., :height, :width]
+    if tuple(logits.shape[-2:]) != tuple(output_size):
+        logits = F.interpolate(logits, size=tuple(output_size), mode='bilinear',
+                               align_corners=False)
+    return logits.float()
+
+
+def progress_bar(iterable, desc: str, progress: bool, **kwargs):
+    """Wrap an iterable in a tqdm bar (disabled: no output); sparse updates when logged."""
+    from tqdm import tqdm
+    interval = 0.5 if sys.stderr.isatty() else 30.0
+    return tqdm(iterable, desc=desc, disable=not progress, leave=False, dynamic_ncols=True,
+                mininterval=interval, **kwargs)
+
+
+def to_device(batch, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Move an (uint8 images, uint8 labels) batch to ``device``; labels become int64."""
+    images, labels = batch
+    return (images.to(device, non_blocking=True),
+            labels.to(device, non_blocking=True).long())
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file through a temporary name, so readers never see it half-written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
+    try:
+        with os.fdopen(handle, 'w') as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@torch.inference_mode()
+def evaluate_model(model: nn.Module, dataset: Dataset, num_classes: int, ignore_index: int,
+                   multiple: int, device: torch.device, batch_size: int = 4, workers: int = 0,
+                   amp: str = 'none', channels_last: bool = False,
+                   input_size: Optional[Tuple[int, int]] = None,
+                   progress: bool = True, desc: str = 'eval') -> ConfusionMatrix:
+    """Score a network on a dataset at label resolution.
+
+    Under torch.distributed each process scores its shard and the counts are summed, so
+    every process returns the whole dataset's matrix.
+
+    Args:
+        model: The network (set to eval mode here; the caller restores train mode).
+        dataset: Yields (uint8 image, uint8 label) tensors without augmentation.
+        num_classes: Number of classes.
+        ignore_index: Label id that is not scored.
+        multiple: The model's input multiple.
+        device: Compute device.
+        batch_size: Images per forward pass.
+        workers: Data-loader worker processes.
+        amp: AMP mode (``none`` or ``bf16``).
+        channels_last: Feed channels-last input.
+        input_size: (width, height) the network sees (default: each image's own size).
+        progress: Show a progress bar.
+        desc: Progress-bar label.
+    """
+    model.eval()
+    matrix = ConfusionMatrix(num_classes, ignore_index)
+    loader = make_loader(shard(dataset), batch_size, workers)
+    size_hw = None if input_size is None else (input_size[1], input_size[0])
+    for batch in progress_bar(loader, desc, progress, unit='batch'):
+        images, labels = to_device(batch, device)
+        with autocast(device, amp):
+            logits = forward_logits(model, images, multiple, labels.shape[-2:], size_hw,
+                                    channels_last)
+        matrix.update(logits.argmax(1), labels)
+    return matrix.all_reduce()

@@ -1,0 +1,553 @@
+"""``semseg train``: train a segmentation network, resumably, on CamVid, Cityscapes or a folder.
+
+Recipe: Adam, polynomial learning-rate decay (power 0.9, per iteration), weight decay
+2e-4, class-balanced cross-entropy at label resolution (logits upsampled bilinearly),
+augmentation by flip, scale, crop/translation and brightness/contrast. Validation mIoU at
+full resolution every ``--val-every`` epochs and at the end.
+
+A run folder holds::
+
+    run.json            the settings and command lines of the run
+    last.pt             checkpoint after the latest epoch (weights + optimizer, scheduler,
+                        epoch, RNG state, history); written atomically every epoch
+    best.pt             the checkpoint of the best validation mIoU so far
+    log.csv, log.jsonl  one line per epoch: loss, learning rate, val mIoU, seconds
+
+``semseg train --resume RUN_DIR`` continues from ``last.pt`` exactly as if the run had not
+stopped: augmentation and dropout are seeded from (seed, epoch, rank) at the start of each
+epoch, and the optimizer and scheduler state are restored.
+
+More machines: ``torchrun --nproc_per_node=N -m semseg_ros.training.train ...`` runs
+DistributedDataParallel (gloo on CPU, nccl on GPU); ``--batch-size`` is per process, and
+only rank 0 writes files and logs.
+
+``--export-best PATH`` copies the best weights (no optimizer state) to a shipped weights file
+with its provenance in ``meta``; on a finished run, ``--resume RUN_DIR --export-best PATH``
+only exports.
+"""
+
+import argparse
+import csv
+import datetime
+import io
+import json
+import math
+from pathlib import Path
+import shlex
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+import torch.distributed as dist
+
+from semseg_ros.core.metrics import ConfusionMatrix
+from semseg_ros.core.weights import load_weights, read_weights, save_weights
+from semseg_ros.data.datasets import build_dataset, DATASETS
+from semseg_ros.data.transforms import TrainAugmentation
+from semseg_ros.models import check_input_size, create_model, model_info
+from semseg_ros.training.engine import (
+    AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits,
+    limit_cv2_threads, make_loader, parse_size, progress_bar, seed_everything, select_device,
+    to_device, write_text_atomic)
+from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
+
+PROG = 'semseg train'
+DEFAULTS: Dict[str, Any] = {
+    'model': None, 'dataset': 'camvid', 'data_root': None, 'class_set': None,
+    'split': 'train', 'val_split': 'val', 'epochs': 100, 'batch_size': 8, 'crop': '480x360',
+    'scale_range': [0.5, 2.0], 'no_augment': False, 'lr': 1e-3, 'weight_decay': 2e-4,
+    'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
+    'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
+    'device': 'auto', 'limit': None, 'out': None, 'progress': True, 'stop_after': None,
+}
+# Settings --resume may change: they do not alter what the run computes.
+RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
+                    'stop_after'}
+# Settings of one session only, never stored as the run's settings.
+SESSION_ONLY = {'export_best', 'stop_after'}
+LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
+
+
+class UsageError(ValueError):
+    """Bad command-line usage or input data: reported in one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``semseg train`` (options absent unless given)."""
+    def default(key):
+        return f' (default: {DEFAULTS[key]})'
+    parser = argparse.ArgumentParser(
+        prog=PROG, argument_default=argparse.SUPPRESS,
+        description='Train a segmentation network; resumable, with validation mIoU and '
+                    'best/last checkpoints in the run folder.')
+    parser.add_argument('--model', help='registered model name, e.g. mininet_v2_cpu')
+    parser.add_argument('--dataset', choices=DATASETS, help='dataset layout' + default('dataset'))
+    parser.add_argument('--data-root', help='dataset folder')
+    parser.add_argument('--class-set', help='class set (name or YAML) of a folder dataset '
+                        '(default: <data-root>/classes.yaml)')
+    parser.add_argument('--split', help='training split' + default('split'))
+    parser.add_argument('--val-split', help="validation split, or 'none'" + default('val_split'))
+    parser.add_argument('--epochs', type=int, help='epochs' + default('epochs'))
+    parser.add_argument('--batch-size', type=int,
+                        help='images per step and process' + default('batch_size'))
+    parser.add_argument('--crop', help='training crop WxH' + default('crop'))
+    parser.add_argument('--scale-range', type=float, nargs=2, metavar=('MIN', 'MAX'),
+                        help='random scale range' + default('scale_range'))
+    parser.add_argument('--no-augment', action='store_true',
+                        help='no flip, scale, translation or colour change (crop only)')
+    parser.add_argument('--lr', type=float, help='initial learning rate' + default('lr'))
+    parser.add_argument('--weight-decay', type=float, help='Adam weight decay'
+                        + default('weight_decay'))
+    parser.add_argument('--poly-power', type=float, help='polynomial LR decay power'
+                        + default('poly_power'))
+    parser.add_argument('--class-weights', choices=CLASS_WEIGHTINGS,
+                        help='loss class weighting' + default('class_weights'))
+    parser.add_argument('--val-every', type=int, help='validate every N epochs (and after '
+                        'the last)' + default('val_every'))
+    parser.add_argument('--val-size', help='network input WxH for validation (default: '
+                        'each image at full size, padded to the input multiple)')
+    parser.add_argument('--workers', type=int, help='data-loader processes' + default('workers'))
+    parser.add_argument('--threads', type=int, help='torch threads per process (default: '
+                        'torch decides)')
+    parser.add_argument('--seed', type=int, help='run seed' + default('seed'))
+    parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision' + default('amp'))
+    parser.add_argument('--channels-last', action='store_true',
+                        help='channels-last memory format')
+    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
+                        help='compute device' + default('device'))
+    parser.add_argument('--limit', type=int, help='use only the first N pairs of each split '
+                        '(quick trials)')
+    parser.add_argument('--no-progress', dest='progress', action='store_false',
+                        help='no progress bars')
+    parser.add_argument('--stop-after', type=int, metavar='EPOCH',
+                        help='stop after this epoch, leaving the run to be resumed (the '
+                        'schedule still runs to --epochs)')
+    parser.add_argument('--out', help='run folder to create')
+    parser.add_argument('--resume', metavar='RUN_DIR', help='continue the run in RUN_DIR (may '
+                        'change only ' + ', '.join(sorted(RESUME_OVERRIDES)) + ')')
+    parser.add_argument('--export-best', metavar='PATH', help='after training, write the best '
+                        'weights (no optimizer state) with provenance to PATH')
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Dict[str, Any]:
+    """Merge defaults, a resumed run's settings and the command line; check them."""
+    given = vars(args)
+    if 'resume' in given:
+        run_dir = Path(given['resume'])
+        run_file = run_dir / 'run.json'
+        if not run_file.is_file():
+            raise UsageError(f'--resume {run_dir}: no run.json there (not a run folder)')
+        stray = sorted(set(given) - RESUME_OVERRIDES - {'resume'})
+        if stray:
+            raise UsageError('--resume takes the settings from ' + str(run_file) + '; only '
+                             + ', '.join(sorted(RESUME_OVERRIDES)) + ' may be given, not '
+                             + ', '.join('--' + s.replace('_', '-') for s in stray))
+        config = {**DEFAULTS, **json.loads(run_file.read_text())['args']}
+        config.update({k: v for k, v in given.items() if k != 'resume'})
+        config['out'] = str(run_dir)
+        return config
+    config = {**DEFAULTS, **given}
+    for key in ('model', 'data_root', 'out'):
+        if not config.get(key):
+            raise UsageError(f'--{key.replace("_", "-")} is required (or --resume RUN_DIR)')
+    if (Path(config['out']) / 'last.pt').exists():
+        raise UsageError(f'--out {config["out"]} already holds a run; continue it with '
+                         f'--resume {config["out"]} or choose another folder')
+    return config
+
+
+def _check_config(config: Dict[str, Any]) -> None:
+    """Check the settings that can be checked before loading any data."""
+    info = model_info(config['model'])  # ValueError listing the models if unknown
+    crop = parse_size(config['crop'])
+    check_input_size(config['model'], *crop)
+    if config['val_size']:
+        check_input_size(config['model'], *parse_size(config['val_size']))
+    for key in ('epochs', 'batch_size', 'val_every'):
+        if int(config[key]) < 1:
+            raise UsageError(f'--{key.replace("_", "-")} must be at least 1, '
+                             f'got {config[key]}')
+    if config['seed'] < 0:
+        raise UsageError(f'--seed must be non-negative, got {config["seed"]}')
+    if config['lr'] <= 0:
+        raise UsageError(f'--lr must be positive, got {config["lr"]}')
+    low, high = config['scale_range']
+    if not 0 < low <= high:
+        raise UsageError(f'--scale-range needs 0 < MIN <= MAX, got {low} {high}')
+    if config['batch_size'] < 2:
+        raise UsageError(f'--batch-size must be at least 2 for batch normalisation '
+                         f'({info.name}), got {config["batch_size"]}')
+
+
+def _datasets(config: Dict[str, Any], progress: bool):
+    """Build and validate the training and validation datasets."""
+    crop = parse_size(config['crop'])
+    common = {'class_set': config['class_set']}
+    train_set = build_dataset(config['dataset'], config['data_root'], config['split'],
+                              seed=config['seed'], **common)
+    ignore = train_set.ignore_index
+    if config['no_augment']:
+        augment = TrainAugmentation(crop, ignore, scale_range=(1.0, 1.0), flip=False,
+                                    translate=0.0, brightness=0.0, contrast=0.0)
+    else:
+        augment = TrainAugmentation(crop, ignore, scale_range=tuple(config['scale_range']))
+    train_set.augment = augment
+    val_set = None
+    if config['val_split'] and config['val_split'] != 'none':
+        val_set = build_dataset(config['dataset'], config['data_root'], config['val_split'],
+                                **common)
+    for dataset in (train_set, val_set):
+        if dataset is not None:
+            if config['limit']:
+                dataset.pairs = dataset.pairs[:config['limit']]
+            dataset.validate(progress=progress)
+    return train_set, val_set
+
+
+def _rng_state() -> Dict[str, Any]:
+    """RNG states as tensors and plain types (loadable with weights_only=True)."""
+    import random
+    state = {'torch': torch.get_rng_state(), 'python': random.getstate()}
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state['numpy'] = {'keys': torch.from_numpy(keys.astype(np.int64)), 'pos': int(pos),
+                      'has_gauss': int(has_gauss), 'gauss': float(gauss)}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Dict[str, Any]) -> None:
+    import random
+    torch.set_rng_state(state['torch'])
+    python_state = state['python']
+    random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+    numpy_state = state['numpy']
+    np.random.set_state(('MT19937', numpy_state['keys'].numpy().astype(np.uint32),
+                         numpy_state['pos'], numpy_state['has_gauss'], numpy_state['gauss']))
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _write_logs(run_dir: Path, history: List[Dict[str, Any]]) -> None:
+    """Rewrite log.csv and log.jsonl from the history (atomically, so they match last.pt)."""
+    table = io.StringIO()
+    writer = csv.DictWriter(table, LOG_FIELDS, extrasaction='ignore', lineterminator='\n')
+    writer.writeheader()
+    for entry in history:
+        writer.writerow({k: ('' if entry.get(k) is None else entry[k]) for k in LOG_FIELDS})
+    write_text_atomic(run_dir / 'log.csv', table.getvalue())
+    write_text_atomic(run_dir / 'log.jsonl',
+                      ''.join(json.dumps(entry) + '\n' for entry in history))
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{secs:02d}s'
+
+
+def _fail(error: Exception) -> int:
+    print(f'{PROG}: error: {error}', file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``semseg train``; return the exit code (2: bad usage or bad data)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        config = _config(args)
+        _check_config(config)
+    except ValueError as error:
+        return _fail(error)
+    rank, world, local_rank = distributed_context()
+    try:
+        device = select_device(config['device'], local_rank)
+    except ValueError as error:
+        return _fail(error)
+    if config['threads']:
+        torch.set_num_threads(int(config['threads']))
+    limit_cv2_threads()
+    if world > 1:
+        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    try:
+        return Trainer(config, argv, device, rank, world).run()
+    except UsageError as error:
+        return _fail(error)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """One training session of a run (fresh or resumed), on one process of possibly many."""
+
+    def __init__(self, config: Dict[str, Any], argv: List[str], device: torch.device,
+                 rank: int, world: int):
+        """Set up data, model, optimizer and scheduler; restore ``last.pt`` when resuming.
+
+        Raises:
+            UsageError: Bad data (naming the files) or an unusable checkpoint.
+        """
+        self.config, self.device, self.rank, self.world = config, device, rank, world
+        self.is_main = rank == 0
+        self.progress = bool(config['progress']) and self.is_main
+        self.run_dir = Path(config['out'])
+        self.command = shlex.join(['semseg', 'train', *argv])
+        try:
+            self.train_set, self.val_set = _datasets(config, self.progress)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+        self.class_set = self.train_set.class_set
+        self.num_classes = self.class_set.num_classes
+        self.info = model_info(config['model'])
+        counts, image_counts = self.train_set.label_statistics()
+        self.class_weights = class_weights(config['class_weights'], counts, image_counts)
+        self.criterion = SegmentationLoss(self.class_weights, self.class_set.ignore_index)
+        self.criterion.to(device)
+
+        seed_everything(config['seed'], 0, 0)  # same initial weights on every process
+        model = create_model(config['model'], self.num_classes).to(device)
+        if config['channels_last']:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        self.net = model
+        if world > 1:
+            if device.type == 'cuda':
+                self.net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.model = self.net
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == 'cuda' else None)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config['lr'],
+                                          weight_decay=config['weight_decay'])
+        self.sampler = torch.utils.data.DistributedSampler(
+            self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=config['seed'])
+        # A last batch of one sample breaks batch normalisation: drop it.
+        self.drop_last = len(self.sampler) % config['batch_size'] == 1
+        self.steps_per_epoch = len(self.sampler) // config['batch_size'] \
+            + int(not self.drop_last and len(self.sampler) % config['batch_size'] > 0)
+        self.scheduler = self._scheduler()
+        self.epoch = 0
+        self.history: List[Dict[str, Any]] = []
+        self.best_miou = -math.inf
+        self.best_epoch = 0
+        self.sessions: List[Dict[str, Any]] = []
+        if (self.run_dir / 'last.pt').is_file():
+            self._restore(self.run_dir / 'last.pt')
+
+    def _scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """Polynomial decay per iteration: ``lr = lr0 * (1 - step / total) ** power``."""
+        total = self.steps_per_epoch * int(self.config['epochs'])
+        power = float(self.config['poly_power'])
+        return torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: max(0.0, 1.0 - step / total) ** power)
+
+    def _restore(self, path: Path) -> None:
+        try:
+            payload = load_weights(self.model, path, self.config['model'], self.num_classes)
+            self.optimizer.load_state_dict(payload['optimizer'])
+            self.scheduler.load_state_dict(payload['scheduler'])
+        except (KeyError, ValueError) as error:
+            raise UsageError(f'{path}: cannot resume from it ({error})') from error
+        self.epoch = int(payload['epoch'])
+        self.history = list(payload['history'])
+        self.best_miou = float(payload['best_miou'])
+        self.best_epoch = int(payload['best_epoch'])
+        self.sessions = list(payload.get('sessions', []))
+        _set_rng_state(payload['rng'])
+
+    def _save_run_file(self) -> None:
+        run_file = self.run_dir / 'run.json'
+        record = json.loads(run_file.read_text()) if run_file.is_file() else {
+            'args': {k: v for k, v in self.config.items() if k not in SESSION_ONLY},
+            'created': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+            'torch': str(torch.__version__), 'sessions': []}
+        record['args']['epochs'] = self.config['epochs']
+        record['sessions'].append({
+            'command': self.command, 'world_size': self.world, 'device': str(self.device),
+            'from_epoch': self.epoch,
+            'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds')})
+        write_text_atomic(run_file, json.dumps(record, indent=2) + '\n')
+
+    def run(self) -> int:
+        """Train the remaining epochs, then export if asked; return the exit code."""
+        epochs = int(self.config['epochs'])
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._save_run_file()
+            self._announce()
+        session_start, first_epoch = time.monotonic(), self.epoch
+        stop = min(epochs, int(self.config['stop_after'] or epochs))
+        while self.epoch < stop:
+            started = time.monotonic()
+            loss, lr = self._train_epoch()
+            self.epoch += 1
+            entry = {'epoch': self.epoch, 'loss': loss, 'lr': lr, 'val_miou': None,
+                     'val_pixel_accuracy': None}
+            matrix = None
+            if self.val_set is not None and (self.epoch % int(self.config['val_every']) == 0
+                                             or self.epoch == epochs):
+                matrix = self._validate()
+                figures = matrix.as_dict(self.class_set.names)
+                entry.update(val_miou=figures['miou'],
+                             val_pixel_accuracy=figures['pixel_accuracy'],
+                             val_iou=figures['iou'])
+            entry['seconds'] = round(time.monotonic() - started, 3)
+            self.history.append(entry)
+            improved = entry['val_miou'] is not None and entry['val_miou'] > self.best_miou
+            if improved:
+                self.best_miou, self.best_epoch = entry['val_miou'], self.epoch
+            if self.is_main:
+                self._checkpoint(improved)
+                remaining = (time.monotonic() - session_start) / (self.epoch - first_epoch) \
+                    * (epochs - self.epoch)
+                self._print(f'epoch {self.epoch}/{epochs}  loss {loss:.4f}  lr {lr:.2e}  '
+                            + (f'val mIoU {entry["val_miou"]:.4f}  '
+                               if entry['val_miou'] is not None else '')
+                            + (f'best {self.best_miou:.4f} @ {self.best_epoch}  '
+                               if self.best_epoch else '')
+                            + f'{entry["seconds"]:.0f} s  ETA {_format_seconds(remaining)}')
+        if self.epoch < epochs:
+            if self.is_main:
+                self._print(f'stopped after epoch {self.epoch} of {epochs}; continue with '
+                            f'semseg train --resume {self.run_dir}')
+            return 0
+        if first_epoch == epochs and self.is_main:
+            self._print(f'{self.run_dir}: all {epochs} epochs done already')
+        if self.config.get('export_best') and self.is_main:
+            path = export_best(self.run_dir, self.config['export_best'])
+            self._print(f'exported best weights to {path}')
+        return 0
+
+    def _announce(self) -> None:
+        weights = 'none' if self.class_weights is None else \
+            ' '.join(f'{w:.2f}' for w in self.class_weights)
+        cache = 'cached in RAM' if self.train_set.cached else 'read from disk each epoch'
+        self._print(f'{self.config["model"]} on {self.train_set.name}: {len(self.train_set)} '
+                    f'pairs ({cache}), {self.steps_per_epoch} steps/epoch x {self.world} '
+                    f'process(es), device {self.device}, class weights '
+                    f'{self.config["class_weights"]}: {weights}'
+                    + (f'; resuming after epoch {self.epoch}' if self.epoch else ''))
+
+    def _print(self, text: str) -> None:
+        from tqdm import tqdm
+        tqdm.write(text, file=sys.stdout)
+        sys.stdout.flush()
+
+    def _train_epoch(self):
+        """Train one epoch; return (mean loss over all processes, last learning rate)."""
+        config = self.config
+        # Seeding per epoch makes augmentation, dropout and order independent of stops.
+        seed_everything(config['seed'], self.epoch + 1, self.rank)
+        self.train_set.set_epoch(self.epoch)
+        self.sampler.set_epoch(self.epoch)
+        loader = make_loader(self.train_set, config['batch_size'], config['workers'],
+                             sampler=self.sampler, drop_last=self.drop_last,
+                             pin_memory=self.device.type == 'cuda')
+        self.net.train()
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        desc = f'epoch {self.epoch + 1}/{config["epochs"]}'
+        bar = progress_bar(loader, desc, self.progress, unit='step')
+        for step, batch in enumerate(bar):
+            images, labels = to_device(batch, self.device)
+            with autocast(self.device, config['amp']):
+                logits = forward_logits(self.net, images, self.info.input_multiple,
+                                        channels_last=config['channels_last'])
+            loss = self.criterion(logits, labels)
+            if not torch.isfinite(loss):
+                raise RuntimeError(f'loss became {loss.item()} at epoch {self.epoch + 1} step '
+                                   f'{step + 1}; try a lower --lr (now {config["lr"]})')
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            total[0] += loss.detach().double()
+            total[1] += 1
+            if self.progress:
+                bar.set_postfix(loss=f'{float(total[0] / total[1]):.4f}',
+                                lr=f'{self.optimizer.param_groups[0]["lr"]:.2e}', refresh=False)
+        if self.world > 1:
+            dist.all_reduce(total)
+        return float(total[0] / total[1]), float(self.optimizer.param_groups[0]['lr'])
+
+    def _validate(self) -> ConfusionMatrix:
+        config = self.config
+        size = parse_size(config['val_size']) if config['val_size'] else None
+        uniform = self.val_set.uniform_size() is not None or size is not None
+        matrix = evaluate_model(
+            self.model, self.val_set, self.num_classes, self.class_set.ignore_index,
+            self.info.input_multiple, self.device,
+            batch_size=config['batch_size'] if uniform else 1, workers=config['workers'],
+            amp=config['amp'], channels_last=config['channels_last'], input_size=size,
+            progress=self.progress, desc='validate')
+        self.net.train()
+        return matrix
+
+    def _checkpoint(self, improved: bool) -> None:
+        """Write last.pt (and best.pt when improved), then the logs that describe them."""
+        meta = {'epoch': self.epoch, 'val_miou': self.history[-1]['val_miou'],
+                'dataset': self.config['dataset']}
+        extra = {'optimizer': self.optimizer.state_dict(),
+                 'scheduler': self.scheduler.state_dict(), 'epoch': self.epoch,
+                 'rng': _rng_state(), 'history': self.history, 'best_miou': self.best_miou,
+                 'best_epoch': self.best_epoch, 'args': dict(self.config),
+                 'class_weights': None if self.class_weights is None
+                 else [float(w) for w in self.class_weights]}
+        save = {'model': self.model, 'model_name': self.config['model'],
+                'num_classes': self.num_classes, 'class_set': self._class_set_name(),
+                'meta': meta, 'extra': extra}
+        save_weights(self.run_dir / 'last.pt', **save)
+        if improved:
+            save_weights(self.run_dir / 'best.pt', **save)
+        _write_logs(self.run_dir, self.history)
+
+    def _class_set_name(self) -> str:
+        if self.config['dataset'] == 'folder':
+            return str(Path(self.config['class_set'] or Path(self.config['data_root'])
+                            / 'classes.yaml').resolve())
+        return self.class_set.name
+
+
+def export_best(run_dir, out_path) -> Path:
+    """Write a run's best weights (``last.pt`` if it never validated) as a shipped file.
+
+    The file holds the weights only (no optimizer state) and, in ``meta``, where they came
+    from: model, dataset, epochs, best epoch, wall time, val mIoU and per-class IoU, date
+    and the command lines of the run.
+
+    Raises:
+        WeightsError: The run has no checkpoint.
+    """
+    run_dir = Path(run_dir)
+    source = run_dir / 'best.pt' if (run_dir / 'best.pt').is_file() else run_dir / 'last.pt'
+    payload = read_weights(source)
+    last = read_weights(run_dir / 'last.pt') if source.name != 'last.pt' else payload
+    model = create_model(payload['model'], payload['num_classes'])
+    load_weights(model, source, payload['model'], payload['num_classes'])
+    args = dict(last['args'])
+    best = next((h for h in last['history'] if h['epoch'] == payload['epoch']), {})
+    run_record = json.loads((run_dir / 'run.json').read_text()) \
+        if (run_dir / 'run.json').is_file() else {}
+    meta = {
+        'model': payload['model'], 'dataset': args['dataset'], 'train_split': args['split'],
+        'val_split': args['val_split'], 'epochs_trained': int(last['epoch']),
+        'epochs_planned': int(args['epochs']), 'best_epoch': int(payload['epoch']),
+        'val_miou': best.get('val_miou'), 'val_pixel_accuracy': best.get('val_pixel_accuracy'),
+        'val_iou': best.get('val_iou'),
+        'train_wall_seconds': round(sum(h['seconds'] for h in last['history']), 1),
+        'crop': args['crop'], 'batch_size': args['batch_size'], 'lr': args['lr'],
+        'class_weights': args['class_weights'], 'seed': args['seed'],
+        'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
+        'commands': [s['command'] for s in run_record.get('sessions', [])],
+        'torch': str(torch.__version__),
+    }
+    return save_weights(out_path, model, payload['model'], payload['num_classes'],
+                        payload['class_set'], meta=meta)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
