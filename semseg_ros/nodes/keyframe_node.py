@@ -1,0 +1,530 @@
+r"""The keyframe node: label masks (and images, confidence) in; scores and keyframe decisions out.
+
+Thin rclpy glue around :mod:`semseg_ros.keyframes` (scoring and the online policy) and
+:class:`semseg_ros.core.stamp_sync.StampMatcher` (matching the inputs by identical header
+stamps). Inputs, relative names (remap them):
+
+* ``label_mask`` (sensor_msgs/Image, mono8 or 8UC1 class ids): the segmentation node's
+  ``~/label_mask``. Always.
+* ``image`` (sensor_msgs/Image, any encoding of :mod:`semseg_ros.core.conversions`, the label
+  mask's size): the camera. With ``use_image`` (default): image-quality terms and
+  ``~/keyframe_image``.
+* ``confidence`` (sensor_msgs/Image, mono8): the segmentation node's ``~/confidence``. With
+  ``use_confidence``: confidence-weighted semantic coverage.
+
+Outputs, each with the header of the frame it is about:
+
+* ``~/scores`` (diagnostic_msgs/DiagnosticArray): one status per frame whose key/values are
+  the score terms (``total``, ``quality``, ``semantic``, ``novelty``...).
+* ``~/keyframe`` (std_msgs/Header): the header of each frame chosen as keyframe; a decision may
+  come up to ``window_frames`` frames after the frame it names.
+* ``~/keyframe_image`` (sensor_msgs/Image): the chosen frames themselves (with ``use_image``).
+* ``~/dynamic_mask`` (sensor_msgs/Image, mono8 0/255): pixels of moving classes, grown by
+  ``dynamic_dilation_px``; computed only while subscribed.
+* ``/diagnostics``: frames, keyframes, drops by reason and unmatched messages, each period.
+
+Run::
+
+    ros2 run semseg_ros keyframe_node --ros-args -r label_mask:=/segmentation_node/label_mask \\
+        -r image:=/camera/image_raw
+"""
+
+from dataclasses import dataclass
+import re
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+from rclpy.exceptions import ParameterException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from semseg_ros.core import conversions
+from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.stamp_sync import REJECT_REASONS, StampMatcher
+from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
+from semseg_ros.keyframes.policy import KeyframeDecision, KeyframePolicy
+from semseg_ros.keyframes.scoring import KeyframeScorer
+from semseg_ros.nodes.spinning import run_nodes
+
+NODE_NAME = 'keyframe_node'
+RELIABILITIES = ('best_effort', 'reliable')
+# Why an input was dropped: field problems, the stamp matcher's reasons, or an error raised.
+DROP_REASONS = ('bad_encoding', 'bad_size', 'bad_ids', 'bad_image') + REJECT_REASONS + (
+    'failed',)
+LOG_THROTTLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A node parameter: description and constraints (the default comes from elsewhere).
+
+    Attributes:
+        description: What it does, for ``ros2 param describe``.
+        read_only: Fixed at start-up.
+        limits: Inclusive (min, max) of a number, or None.
+        choices: Valid values of a string enumeration (empty: any).
+    """
+
+    description: str
+    read_only: bool = True
+    limits: Optional[Tuple[float, float]] = None
+    choices: Tuple[str, ...] = ()
+
+    def descriptor(self, default: Any) -> ParameterDescriptor:
+        """Return the ROS descriptor; real numbers take integers too (dynamic typing)."""
+        descriptor = ParameterDescriptor(description=self.description,
+                                         read_only=self.read_only)
+        if self.choices:
+            descriptor.additional_constraints = 'one of: ' + ', '.join(self.choices)
+        if isinstance(default, float):
+            descriptor.dynamic_typing = True  # `300` in a params file means 300.0
+            if self.limits is not None:
+                descriptor.floating_point_range = [FloatingPointRange(
+                    from_value=float(self.limits[0]), to_value=float(self.limits[1]))]
+        elif isinstance(default, int) and not isinstance(default, bool) \
+                and self.limits is not None:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(self.limits[0]), to_value=int(self.limits[1]), step=1)]
+        elif isinstance(default, list):
+            descriptor.dynamic_typing = True  # an empty list has no element type
+        return descriptor
+
+
+# The node's own parameters: name -> (default, spec).
+NODE_PARAMETERS: Dict[str, Tuple[Any, ParamSpec]] = {
+    'config_file': ('', ParamSpec(
+        'Keyframe configuration YAML giving the defaults of every keyframe parameter '
+        '(config/keyframes.yaml format); empty: the shipped file. Parameters set on the node '
+        'override it.')),
+    'use_image': (True, ParamSpec(
+        'Subscribe to `image` (the camera, same size as the label mask): image-quality terms '
+        'and ~/keyframe_image. false: label masks only (quality counts as 1).')),
+    'use_confidence': (False, ParamSpec(
+        "Subscribe to `confidence` (the segmentation node's ~/confidence, mono8) for "
+        'confidence-weighted semantic coverage.')),
+    'image_reliability': ('best_effort', ParamSpec(
+        'Reliability of the image subscription; best_effort also receives from reliable '
+        'publishers.', choices=RELIABILITIES)),
+    'sync_queue_size': (30, ParamSpec(
+        'Messages per input kept waiting for their partners (the other inputs with the same '
+        'stamp); the oldest beyond it is dropped as unmatched.', limits=(1, 1000))),
+    'sync_max_age_s': (2.0, ParamSpec(
+        'A waiting message is dropped as unmatched once the newest input stamp is this many '
+        'seconds later; older arrivals are dropped as late.', limits=(0.0, 60.0))),
+    'stamp_jump_reset_s': (5.0, ParamSpec(
+        'Stamps jumping back by more than this (a bag restarted, a simulation reset) start a '
+        'new keyframe sequence; smaller steps back are dropped as bad input. 0: never reset.',
+        read_only=False, limits=(0.0, 1e6))),
+    'diagnostics_period': (1.0, ParamSpec('Seconds between /diagnostics messages.',
+                                          limits=(0.1, 60.0))),
+}
+
+_POLICY = 'Selection policy (fixed at start-up: changing it would restart the sequence). '
+# Keyframe configuration keys (config/keyframes.yaml) -> spec; class weights come per class.
+KEYFRAME_PARAMETERS: Dict[str, ParamSpec] = {
+    'class_set': ParamSpec('Class set of the label ids: a shipped name (camvid, cityscapes) '
+                           'or a class-set YAML path.'),
+    'default_class_weight': ParamSpec(
+        'Semantic weight of classes the config file does not name (in the node every class '
+        'has its own class_weights.<Class> parameter, which this only initialises).',
+        read_only=False, limits=(0.0, 1.0)),
+    'confidence_weighting': ParamSpec(
+        'With a confidence map, each pixel counts confidence/255 of its class weight.',
+        read_only=False),
+    'dynamic_classes': ParamSpec(
+        'Names of the classes that move: they lower the score and form ~/dynamic_mask.',
+        read_only=False),
+    'dynamic_dilation_px': ParamSpec('Growth of ~/dynamic_mask in pixels (disc radius).',
+                                     read_only=False, limits=(0, 255)),
+    'label_stride': ParamSpec('Class histograms count every label_stride-th row and column.',
+                              read_only=False, limits=(1, 64)),
+    'sharpness_scale': ParamSpec(
+        'Variance of the Laplacian at which sharpness is 0.5 (> 0; depends on resolution).',
+        read_only=False, limits=(1e-9, 1e12)),
+    'dark_level': ParamSpec('Grey levels <= this count as crushed black.', read_only=False,
+                            limits=(0, 254)),
+    'bright_level': ParamSpec('Grey levels >= this count as burnt white.', read_only=False,
+                              limits=(1, 255)),
+    'max_clipped_fraction': ParamSpec('Clipped fraction at which exposure drops to 0.',
+                                      read_only=False, limits=(1e-9, 1.0)),
+    'target_brightness': ParamSpec('Mean grey level (0..1) of the best exposure.',
+                                   read_only=False, limits=(1e-9, 1.0 - 1e-9)),
+    'novelty_grid': ParamSpec('Novelty compares class histograms on an N x N grid of cells.',
+                              limits=(1, 16)),
+    'novelty_metric': ParamSpec('Histogram distance of the novelty term.',
+                                choices=('intersection', 'hellinger')),
+    'weight_quality': ParamSpec('Weight of quality (sharpness x exposure) in the total.',
+                                read_only=False, limits=(0.0, 1e6)),
+    'weight_semantic': ParamSpec('Weight of the semantic coverage in the total.',
+                                 read_only=False, limits=(0.0, 1e6)),
+    'weight_diversity': ParamSpec('Weight of the class diversity in the total.',
+                                  read_only=False, limits=(0.0, 1e6)),
+    'weight_novelty': ParamSpec('Weight of the novelty in the total.', read_only=False,
+                                limits=(0.0, 1e6)),
+    'weight_static': ParamSpec('Weight of 1 - dynamic fraction in the total.',
+                               read_only=False, limits=(0.0, 1e6)),
+    'min_gap_frames': ParamSpec(_POLICY + 'Fewest frames between keyframes.',
+                                limits=(1, 1_000_000)),
+    'max_gap_frames': ParamSpec(_POLICY + 'A keyframe is forced after this many frames.',
+                                limits=(1, 1_000_000)),
+    'min_gap_s': ParamSpec(_POLICY + 'Fewest seconds between keyframes.', limits=(0.0, 1e6)),
+    'max_gap_s': ParamSpec(_POLICY + 'A keyframe is forced after this many seconds.',
+                           limits=(1e-9, 1e6)),
+    'window_frames': ParamSpec(_POLICY + 'The best candidate is confirmed once this many newer '
+                               'frames did not beat it (the most a decision is late; 0 = '
+                               'greedy).', limits=(0, 1_000_000)),
+    'novelty_threshold': ParamSpec(_POLICY + 'Novelty that makes an immediate keyframe.',
+                                   limits=(1e-9, 1.0)),
+    'quality_floor': ParamSpec(_POLICY + 'Frames of lower quality are chosen only when the '
+                               'maximum gap forces it.', limits=(0.0, 1.0)),
+}
+
+
+def class_weight_parameter(class_name: str) -> str:
+    """Return the parameter name of a class's weight: ``class_weights.<Name>``.
+
+    Characters other than letters, digits and ``_`` (Cityscapes' ``traffic light``) become
+    ``_``.
+    """
+    return 'class_weights.' + re.sub(r'[^A-Za-z0-9_]', '_', class_name)
+
+
+def stamp_ns(header) -> int:
+    """Return a header's stamp in nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def score_message(header, status_name: str, values: Sequence[Tuple[str, Any]]
+                  ) -> DiagnosticArray:
+    """Build a ``~/scores`` message: one OK status with the terms as key/values."""
+    status = DiagnosticStatus(
+        level=DiagnosticStatus.OK, name=status_name, hardware_id=header.frame_id,
+        message='keyframe score terms',
+        values=[KeyValue(key=key, value=f'{value:.6g}' if isinstance(value, float) else str(value))
+                for key, value in values])
+    return DiagnosticArray(header=header, status=[status])
+
+
+class NodeConfigError(Exception):
+    """The node cannot start with its parameters; the message says why (already logged)."""
+
+
+class KeyframeNode(Node):
+    """Score every matched frame, choose keyframes online and publish them.
+
+    Raises:
+        NodeConfigError: A parameter is invalid; the reason was logged as one fatal line.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._lock = threading.Lock()
+        try:
+            self.config = self._declare_parameters()
+        except NodeConfigError as error:
+            self.get_logger().fatal(str(error))
+            raise
+        self.scorer = KeyframeScorer(self.config, self.class_set)
+        self.policy = KeyframePolicy.from_config(self.config)
+        self.use_image = self._param('use_image')
+        self.use_confidence = self._param('use_confidence')
+        streams = ['label_mask'] + ['image'] * self.use_image \
+            + ['confidence'] * self.use_confidence
+        self.matcher = StampMatcher(streams, max_pending=self._param('sync_queue_size'),
+                                    max_age_ns=round(self._param('sync_max_age_s') * 1e9))
+        self.counts = dict.fromkeys(('labels_received', 'frames', 'keyframes', 'sequences'), 0)
+        self.counts.update({f'dropped_{r}': 0 for r in DROP_REASONS})
+        self._last_counts = dict(self.counts)
+        self._last_log: Dict[str, Tuple[float, int]] = {}
+        self._last_keyframe: Optional[KeyframeDecision] = None
+        self._index = 0  # frame index in the current sequence, as the policy counts
+        self._score_status_name = f'{self.get_fully_qualified_name()}: keyframe score'
+
+        masks_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                               reliability=ReliabilityPolicy.RELIABLE)
+        image_qos = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=10,
+            reliability=(ReliabilityPolicy.RELIABLE
+                         if self._param('image_reliability') == 'reliable'
+                         else ReliabilityPolicy.BEST_EFFORT))
+        self.create_subscription(Image, 'label_mask', self._on_label_mask, masks_qos)
+        self.inputs = [self.resolve_topic_name('label_mask')]
+        if self.use_image:
+            self.create_subscription(Image, 'image', self._on_image, image_qos)
+            self.inputs.append(self.resolve_topic_name('image'))
+        if self.use_confidence:
+            self.create_subscription(Image, 'confidence', self._on_confidence, masks_qos)
+            self.inputs.append(self.resolve_topic_name('confidence'))
+
+        output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                                reliability=ReliabilityPolicy.RELIABLE)
+        self._scores_pub = self.create_publisher(DiagnosticArray, '~/scores', output_qos)
+        self._keyframe_pub = self.create_publisher(Header, '~/keyframe', output_qos)
+        self._keyframe_image_pub = (self.create_publisher(Image, '~/keyframe_image', output_qos)
+                                    if self.use_image else None)
+        self._dynamic_pub = self.create_publisher(Image, '~/dynamic_mask', output_qos)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(self._param('diagnostics_period'), self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.get_logger().info(
+            f'choosing keyframes from {", ".join(self.inputs)} (class set '
+            f'{self.class_set.name}, gaps {self.config["min_gap_frames"]}-'
+            f'{self.config["max_gap_frames"]} frames and {self.config["min_gap_s"]:g}-'
+            f'{self.config["max_gap_s"]:g} s, window {self.config["window_frames"]} frames)')
+
+    # Parameters ----------------------------------------------------------------------------
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _declare(self, name: str, default: Any, spec: ParamSpec) -> Any:
+        """Declare one parameter; return its value (an override's, if given)."""
+        try:
+            value = self.declare_parameter(name, default, spec.descriptor(default)).value
+        except ParameterException as error:
+            # rclpy words it 'Invalid parameter value (v) for parameter. Reason: <why>: <name>'
+            reason = str(error).split('Reason: ', 1)[-1].removesuffix(f': {name}')
+            raise NodeConfigError(f'invalid parameter {name}: {reason}') from error
+        if spec.choices and value not in spec.choices:
+            raise NodeConfigError(f'invalid parameter {name}: {value!r}; valid values: '
+                                  f'{", ".join(spec.choices)}')
+        return value
+
+    def _declare_parameters(self) -> Dict[str, Any]:
+        """Declare every parameter; return the validated keyframe configuration."""
+        for name, (default, spec) in NODE_PARAMETERS.items():
+            self._declare(name, default, spec)
+        config_file = self._param('config_file')
+        try:
+            defaults = load_keyframe_config(config_file or None)
+        except ValueError as error:
+            raise NodeConfigError(f'invalid parameter config_file: {error}') from error
+        for name, spec in KEYFRAME_PARAMETERS.items():
+            self._declare(name, defaults[name], spec)
+        try:
+            self.class_set = load_class_set(self._param('class_set'))
+        except ValueError as error:
+            raise NodeConfigError(f'invalid parameter class_set: {error}') from error
+        self._class_parameters = {}
+        for name in self.class_set.names:
+            parameter = class_weight_parameter(name)
+            default = defaults['class_weights'].get(name, defaults['default_class_weight'])
+            self._declare(parameter, float(default), ParamSpec(
+                f'Semantic weight of class {name} (0: useless to SLAM, 1: most useful).',
+                read_only=False, limits=(0.0, 1.0)))
+            self._class_parameters[parameter] = name
+        try:
+            return self._validated({})
+        except ValueError as error:
+            raise NodeConfigError(str(error)) from error
+
+    def _validated(self, changes: Dict[str, Any]) -> Dict[str, Any]:
+        """Return the keyframe configuration of the current parameters plus ``changes``."""
+        def value(name):
+            return changes[name] if name in changes else self._param(name)
+
+        raw = {name: value(name) for name in KEYFRAME_PARAMETERS}
+        raw['dynamic_classes'] = list(raw['dynamic_classes'])  # an empty one is a byte array
+        raw['class_weights'] = {cls: value(p) for p, cls in self._class_parameters.items()}
+        config = validate_keyframe_config(
+            raw, source=f'parameters of {self.get_fully_qualified_name()}')
+        return config
+
+    def _check_parameters(self, parameters) -> SetParametersResult:
+        """Refuse a change that makes the configuration invalid (reason: the validator's)."""
+        changes = {p.name: p.value for p in parameters}
+        try:
+            self._validated(changes)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        """Rebuild the scorer after a change of scoring parameters."""
+        names = {p.name for p in parameters}
+        if names & (set(KEYFRAME_PARAMETERS) | set(self._class_parameters)):
+            config = self._validated({})
+            scorer = KeyframeScorer(config, self.class_set)
+            with self._lock:
+                self.config, self.scorer = config, scorer
+            self.get_logger().info(f'scoring parameters changed: {", ".join(sorted(names))}')
+
+    # Inputs --------------------------------------------------------------------------------
+
+    def _on_label_mask(self, msg: Image) -> None:
+        self.counts['labels_received'] += 1
+        self._receive('label_mask', msg, mono8=True)
+
+    def _on_image(self, msg: Image) -> None:
+        self._receive('image', msg, mono8=False)
+
+    def _on_confidence(self, msg: Image) -> None:
+        self._receive('confidence', msg, mono8=True)
+
+    def _receive(self, stream: str, msg: Image, mono8: bool) -> None:
+        """Check cheap fields, then hand the message to the matcher; process a completed set."""
+        try:
+            self._receive_checked(stream, msg, mono8)
+        except Exception as error:  # noqa: B902 - no exception may escape a callback
+            self._drop('failed', f'processing the {stream} message stamped '
+                       f'{stamp_ns(msg.header)} ns failed: {type(error).__name__}: {error}')
+
+    def _receive_checked(self, stream: str, msg: Image, mono8: bool) -> None:
+        stamp = stamp_ns(msg.header)
+        item: Any = msg
+        if mono8:
+            try:
+                item = (msg, conversions.image_to_mono8(msg.encoding, msg.height, msg.width,
+                                                        msg.step, msg.data))
+            except conversions.ImageConversionError as error:
+                self._drop('bad_encoding', f'dropped a {stream} message from '
+                           f'{self.resolve_topic_name(stream)}: {error}')
+                return
+        self._reset_on_jump(stream, stamp)
+        result = self.matcher.add(stream, stamp, item)
+        if result.rejected is not None:
+            self._drop(result.rejected, f'dropped a {stream} message stamped {stamp} ns: '
+                       f'{result.rejected.replace("_", " ")} (compared with '
+                       f'{result.previous_ns} ns); stamps must increase on every input')
+        elif result.matched is not None:
+            self._process(result.matched)
+
+    def _reset_on_jump(self, stream: str, stamp: int) -> None:
+        """Start a new sequence when a stamp jumps back by more than stamp_jump_reset_s."""
+        last = self.matcher.last_stamp(stream)
+        limit = self._param('stamp_jump_reset_s')
+        if last is None or limit <= 0 or last - stamp <= limit * 1e9:
+            return
+        for decision in self.policy.flush():  # the old sequence's pending keyframe
+            self._publish_keyframe(decision)
+        self.matcher.reset()
+        self._index = 0
+        self.counts['sequences'] += 1
+        self.get_logger().warning(
+            f'{stream} stamps jumped back by {(last - stamp) / 1e9:.3f} s (more than '
+            f'stamp_jump_reset_s): starting a new keyframe sequence')
+
+    # Processing ----------------------------------------------------------------------------
+
+    def _process(self, matched: Dict[str, Any]) -> None:
+        """Score a matched frame, push it to the policy and publish what it settles."""
+        label_msg, labels = matched['label_mask']
+        header = label_msg.header
+        image = confidence = None
+        if 'image' in matched:
+            image_msg = matched['image']
+            try:
+                image = conversions.image_to_rgb(image_msg.encoding, image_msg.height,
+                                                 image_msg.width, image_msg.step,
+                                                 image_msg.data, bool(image_msg.is_bigendian))
+            except conversions.ImageConversionError as error:
+                self._drop('bad_image', f'dropped the frame at {stamp_ns(header)} ns: its '
+                           f'image cannot be read: {error}')
+                return
+        if 'confidence' in matched:
+            confidence = matched['confidence'][1]
+        for name, array in (('image', image), ('confidence', confidence)):
+            if array is not None and array.shape[:2] != labels.shape:
+                self._drop('bad_size', f'dropped the frame at {stamp_ns(header)} ns: the label '
+                           f'mask is {labels.shape[1]}x{labels.shape[0]} but the {name} is '
+                           f'{array.shape[1]}x{array.shape[0]}; publish masks at the '
+                           "camera's size (segmentation node: output_resolution input)")
+                return
+        with self._lock:
+            scorer = self.scorer
+        try:
+            scorer.check_labels(labels)
+        except ValueError as error:
+            self._drop('bad_ids', f'dropped the label mask at {stamp_ns(header)} ns: {error}')
+            return
+        score = scorer.score(labels, image, confidence, reference=self.policy.reference)
+        decisions = self.policy.push(stamp_ns(header), score,
+                                     (header, matched.get('image')))
+        self.counts['frames'] += 1
+        values = list(score.as_dict().items()) + [('frame_index', self._index)]
+        self._index += 1
+        self._scores_pub.publish(score_message(header, self._score_status_name, values))
+        if self._dynamic_pub.get_subscription_count() > 0:
+            mask = scorer.dynamic_mask(labels)
+            message = Image(header=header)
+            (message.encoding, message.height, message.width, message.step,
+             message.data) = conversions.mono8_to_image_fields(mask)
+            self._dynamic_pub.publish(message)
+        for decision in decisions:
+            self._publish_keyframe(decision)
+
+    def _publish_keyframe(self, decision: KeyframeDecision) -> None:
+        header, image_msg = decision.payload
+        self._keyframe_pub.publish(header)
+        if self._keyframe_image_pub is not None and image_msg is not None:
+            self._keyframe_image_pub.publish(image_msg)
+        self.counts['keyframes'] += 1
+        self._last_keyframe = decision
+        self.get_logger().debug(
+            f'keyframe at {decision.stamp_ns} ns ({decision.reason}, score '
+            f'{decision.score.total:.3f}, {decision.decided_at - decision.index} frames late)')
+
+    def _drop(self, reason: str, detail: str) -> None:
+        """Count a dropped message and log why, at most once per reason every few seconds."""
+        self.counts[f'dropped_{reason}'] += 1
+        now = time.monotonic()
+        last, suppressed = self._last_log.get(reason, (None, 0))
+        if last is not None and now - last < LOG_THROTTLE_S:
+            self._last_log[reason] = (last, suppressed + 1)
+            return
+        self._last_log[reason] = (now, 0)
+        more = (f' ({suppressed} more dropped for this reason in the last {now - last:.0f} s)'
+                if suppressed else '')
+        self.get_logger().warning(detail + more)
+
+    # Diagnostics ---------------------------------------------------------------------------
+
+    def diagnostics_values(self) -> List[Tuple[str, Any]]:
+        """Return the counters and state reported on /diagnostics, as (key, value) pairs."""
+        values = list(self.counts.items())
+        values += [(k, v) for k, v in self.matcher.counts().items()
+                   if k.startswith(('unmatched_', 'pending'))]
+        last = self._last_keyframe
+        values += [('pending_candidates', self.policy.pending),
+                   ('last_keyframe_stamp_ns', '' if last is None else last.stamp_ns),
+                   ('last_keyframe_reason', '' if last is None else last.reason),
+                   ('inputs', ', '.join(self.inputs))]
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        new = {k: v - self._last_counts.get(k, 0) for k, v in self.counts.items()}
+        self._last_counts = dict(self.counts)
+        dropped = sum(v for k, v in new.items() if k.startswith('dropped_'))
+        summary = (f'{new["frames"]} frames scored, {new["keyframes"]} keyframes since the last '
+                   'report')
+        level, message = DiagnosticStatus.OK, summary
+        if dropped:
+            level, message = DiagnosticStatus.WARN, f'{dropped} inputs dropped; {summary}'
+        elif not new['labels_received']:
+            level, message = DiagnosticStatus.WARN, f'no label masks on {self.inputs[0]}'
+        status = DiagnosticStatus(
+            level=level, name=f'{self.get_fully_qualified_name()}: keyframe selection',
+            message=message, hardware_id='',
+            values=[KeyValue(key=key, value=str(value))
+                    for key, value in self.diagnostics_values()])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+
+def main(args=None) -> int:
+    """Run the node until Ctrl-C or SIGTERM; return the exit code (2: bad configuration)."""
+    return run_nodes([KeyframeNode], SingleThreadedExecutor, (NodeConfigError,), args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

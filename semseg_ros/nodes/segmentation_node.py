@@ -1,0 +1,434 @@
+"""The segmentation node: camera images in; label, colour, overlay and confidence masks out.
+
+Thin rclpy glue around :class:`semseg_ros.core.segmenter.Segmenter`. The subscription
+callback only stores the newest frame; one worker thread converts, segments and
+publishes it, so inference never blocks the executor and a slow model never builds a
+queue (a frame replaced before it was processed is counted as dropped)::
+
+    ros2 run semseg_ros segmentation_node --ros-args --params-file config/cpu_robot.yaml
+        -r image:=/camera/image_raw
+"""
+
+from dataclasses import dataclass
+import json
+import logging
+import sys
+import threading
+import time
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                SetParametersResult)
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from semseg_ros.core import conversions
+from semseg_ros.core.backends import BACKENDS, DEVICES
+from semseg_ros.core.classes import colorize
+from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
+from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
+                                     StreamStats)
+from semseg_ros.models import list_models
+
+NODE_NAME = 'segmentation_node'
+TRANSPORTS = ('raw', 'compressed')
+RELIABILITIES = ('best_effort', 'reliable')
+EXIT_BAD_CONFIG = 2
+# Outputs computed only while someone subscribes; label_mask is the node's main product.
+OUTPUTS = ('label_mask', 'color_mask', 'overlay', 'confidence')
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter: its default, documentation and constraints.
+
+    Attributes:
+        name: Parameter name.
+        default: Default value (fixes the parameter's type).
+        description: What it does, for ``ros2 param describe``.
+        read_only: Fixed at start-up (changing it would need a new model or subscription).
+        choices: Valid values of a string enumeration (empty: any value).
+        limits: Inclusive (min, max) of a number.
+    """
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    choices: Tuple[str, ...] = ()
+    limits: Optional[Tuple[float, float]] = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        """Return the ROS ParameterDescriptor: description, range, allowed values."""
+        descriptor = ParameterDescriptor(description=self.description,
+                                         read_only=self.read_only)
+        if self.choices:
+            descriptor.additional_constraints = 'one of: ' + ', '.join(self.choices)
+        if self.limits is not None and isinstance(self.default, float):
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(self.limits[0]), to_value=float(self.limits[1]))]
+        elif self.limits is not None:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(self.limits[0]), to_value=int(self.limits[1]), step=1)]
+        return descriptor
+
+
+def parameter_specs() -> Tuple[ParamSpec, ...]:
+    """Return every parameter of the node (the model choices come from the registry)."""
+    return (
+        ParamSpec('model', 'mininet_v2_cpu', 'Segmentation network (registry name).',
+                  choices=tuple(list_models())),
+        ParamSpec('weights', 'shipped', "Weights: 'shipped' (the package's CamVid weights), "
+                  "'none' (untrained network, for tests only) or a weights file path."),
+        ParamSpec('class_set', 'camvid', 'Class set (shipped name or YAML path); its size '
+                  'must match the weights.'),
+        ParamSpec('backend', 'onnxruntime', 'Inference runtime.', choices=BACKENDS),
+        ParamSpec('device', 'cpu', 'Inference device; cuda falls back to the CPU with a '
+                  'warning when it is not available.', choices=DEVICES),
+        ParamSpec('fp16', False, 'Half precision where the device supports it (CUDA, '
+                  'TensorRT).'),
+        ParamSpec('threads', 0, 'CPU inference threads (0: the runtime default).',
+                  limits=(0, 256)),
+        ParamSpec('input_width', 512, 'Network input width in pixels (a multiple of the '
+                  "model's input multiple).", limits=(8, 8192)),
+        ParamSpec('input_height', 256, 'Network input height in pixels.', limits=(8, 8192)),
+        ParamSpec('onnx_path', '', 'A graph from `semseg export` to run instead of '
+                  'exporting one (onnxruntime backend).'),
+        ParamSpec('input_transport', 'raw', "'raw': subscribe to image (sensor_msgs/Image); "
+                  "'compressed': to image/compressed (jpeg or png).", choices=TRANSPORTS),
+        ParamSpec('qos_reliability', 'best_effort', 'Reliability of the image subscription '
+                  '(best_effort also receives from reliable publishers).',
+                  choices=RELIABILITIES),
+        ParamSpec('output_resolution', 'input', "Mask size: 'input' (the camera's, by "
+                  "nearest neighbour) or 'network' (the network's output).", read_only=False,
+                  choices=OUTPUT_RESOLUTIONS),
+        ParamSpec('overlay_alpha', 0.5, 'Weight of the class colours in ~/overlay.',
+                  read_only=False, limits=(0.0, 1.0)),
+        ParamSpec('publish_confidence', False, 'Compute and publish ~/confidence (255 x the '
+                  'top softmax probability) while it has subscribers.', read_only=False),
+        ParamSpec('max_image_pixels', 4096 * 4096, 'Frames with more pixels are dropped as '
+                  'bad input.', read_only=False, limits=(1, 2 ** 31 - 1)),
+        ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.',
+                  limits=(0.1, 60.0)),
+    )
+
+
+def parameter_error(spec: ParamSpec, error: ParameterException) -> str:
+    """Return a one-line message for a value rclpy refused when declaring a parameter."""
+    # rclpy words it 'Invalid parameter value (v) for parameter. Reason: <why>: <name>'.
+    reason = str(error).split('Reason: ', 1)[-1].removesuffix(f': {spec.name}')
+    if isinstance(spec.default, float) and "of type 'INTEGER'" in reason:
+        reason += ' (write a decimal point, e.g. 1.0)'
+    return f'invalid parameter {spec.name}: {reason}'
+
+
+class NodeConfigError(Exception):
+    """The node cannot start with its parameters; the message says why (already logged)."""
+
+
+class _RosLogHandler(logging.Handler):
+    """Forward the core's Python log records (CPU fallback, exports) to the node's logger."""
+
+    def __init__(self, ros_logger):
+        super().__init__(logging.INFO)
+        self._ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.levelno >= logging.ERROR:
+                self._ros_logger.error(message)
+            elif record.levelno >= logging.WARNING:
+                self._ros_logger.warning(message)
+            else:
+                self._ros_logger.info(message)
+        except Exception:  # logging must never break inference
+            self.handleError(record)
+
+
+def image_message(header, fields: Tuple[str, int, int, int, Any]) -> Image:
+    """Build a sensor_msgs/Image from ``(encoding, height, width, step, data)`` fields."""
+    encoding, height, width, step, data = fields
+    return Image(header=header, height=height, width=width, encoding=encoding,
+                 is_bigendian=0, step=step, data=data)
+
+
+class SegmentationNode(Node):
+    """Segment the newest camera frame on a worker thread and publish the masks.
+
+    Raises:
+        NodeConfigError: A parameter is invalid, or the model or its weights cannot be
+            loaded; the reason was logged as one fatal line.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        self._specs = {spec.name: spec for spec in parameter_specs()}
+        self._log_bridge = _RosLogHandler(self.get_logger())
+        core_logger = logging.getLogger('semseg_ros')
+        core_logger.addHandler(self._log_bridge)
+        core_logger.setLevel(logging.INFO)
+        try:
+            self._declare_parameters()
+            self.segmenter = self._load_segmenter()
+        except NodeConfigError as error:
+            self.get_logger().fatal(str(error))
+            core_logger.removeHandler(self._log_bridge)
+            raise
+        self.class_set = self.segmenter.class_set
+        self._compressed = self._param('input_transport') == 'compressed'
+        self.stats = StreamStats()
+        self._slot: LatestSlot = LatestSlot()
+        self._throttle = LogThrottle(period_s=5.0)
+        self._last_outputs: Tuple[str, ...] = ()  # what the newest processed frame produced
+
+        reliability = (ReliabilityPolicy.RELIABLE if self._param('qos_reliability') == 'reliable'
+                       else ReliabilityPolicy.BEST_EFFORT)
+        # Depth 1: a camera faster than the model must not queue frames in DDS either.
+        image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                               reliability=reliability, durability=DurabilityPolicy.VOLATILE)
+        if self._compressed:
+            # As image_transport does: remapping the base topic `image` moves this one too.
+            self.input_topic = self.resolve_topic_name('image') + '/compressed'
+            self.create_subscription(CompressedImage, self.input_topic, self._on_image,
+                                     image_qos)
+        else:
+            self.input_topic = self.resolve_topic_name('image')
+            self.create_subscription(Image, 'image', self._on_image, image_qos)
+
+        # Reliable outputs reach both reliable (rviz) and best-effort subscribers.
+        output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                reliability=ReliabilityPolicy.RELIABLE)
+        self._output_pubs = {name: self.create_publisher(Image, f'~/{name}', output_qos)
+                             for name in OUTPUTS}
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._class_info_pub = self.create_publisher(String, '~/class_info', latched)
+        self._class_info_pub.publish(String(data=json.dumps(self.class_info())))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_timer(self._param('diagnostics_period'), self._publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._worker = threading.Thread(target=self._work, name='segmentation_worker',
+                                        daemon=True)
+        self._worker.start()
+        info = self.segmenter.describe()
+        self.get_logger().info(
+            f'segmenting {self.input_topic} ({self._param("input_transport")}, '
+            f'{self._param("qos_reliability")}) with {info["model"]} on {info["backend"]} '
+            f'[{", ".join(info["providers"])}] at {info["input_width"]}x{info["input_height"]}'
+            f', weights {info["weights_file"]}')
+
+    # Parameters -----------------------------------------------------------------------
+
+    def _param(self, name: str) -> Any:
+        return self.get_parameter(name).value
+
+    def _declare_parameters(self) -> None:
+        for spec in self._specs.values():
+            try:
+                self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            except ParameterException as error:
+                raise NodeConfigError(parameter_error(spec, error)) from error
+            reason = self._invalid_reason(spec.name, self._param(spec.name))
+            if reason:
+                raise NodeConfigError(reason)
+
+    def _invalid_reason(self, name: str, value: Any) -> Optional[str]:
+        """Return why ``value`` is not valid for parameter ``name`` (None if it is)."""
+        spec = self._specs.get(name)
+        if spec is not None and spec.choices and value not in spec.choices:
+            return (f'invalid parameter {name}: {value!r}; valid values: '
+                    f'{", ".join(spec.choices)}')
+        return None
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            reason = self._invalid_reason(parameter.name, parameter.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _load_segmenter(self) -> Segmenter:
+        config = SegmenterConfig(
+            model=self._param('model'), weights=self._param('weights'),
+            class_set=self._param('class_set'), backend=self._param('backend'),
+            device=self._param('device'), input_width=self._param('input_width'),
+            input_height=self._param('input_height'), threads=self._param('threads'),
+            fp16=self._param('fp16'), onnx_path=self._param('onnx_path'))
+        try:
+            return Segmenter(config)
+        except (ValueError, OSError) as error:  # WeightsError is a ValueError
+            raise NodeConfigError(f'cannot start: {error}') from error
+        except Exception as error:  # a runtime refusing the graph (onnxruntime, TensorRT)
+            raise NodeConfigError(f'cannot load {config.model} on {config.backend}: '
+                                  f'{type(error).__name__}: {error}') from error
+
+    def class_info(self) -> Dict[str, Any]:
+        """Return what ~/class_info publishes: the class set plus the model that labels it."""
+        info = self.class_set.to_dict()
+        info.update(model=self.segmenter.config.model, label_encoding='mono8')
+        return info
+
+    # Frames ---------------------------------------------------------------------------
+
+    def _on_image(self, msg) -> None:
+        """Keep only the newest frame; never blocks the executor."""
+        self.stats.count('received')
+        if self._slot.put((msg, time.perf_counter())):
+            self.stats.count('dropped')
+
+    def _work(self) -> None:
+        """Worker thread: segment the newest frame until the node is destroyed."""
+        while not self._slot.closed:
+            item = self._slot.take(timeout=0.5)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except Exception as error:  # keep serving: report, count, take the next frame
+                if self._slot.closed:
+                    return  # shutting down: publishers may already be gone
+                self.stats.count('failed')
+                self._report(f'segmenting a frame failed: {type(error).__name__}: {error}')
+
+    def _report(self, message: str) -> None:
+        text = self._throttle.check(message)
+        if text is not None:
+            self.get_logger().error(text)
+
+    def _wanted_outputs(self) -> Tuple[str, ...]:
+        wanted = [name for name in OUTPUTS
+                  if self._output_pubs[name].get_subscription_count() > 0]
+        if 'confidence' in wanted and not self._param('publish_confidence'):
+            wanted.remove('confidence')
+        return tuple(wanted)
+
+    def _to_rgb(self, msg):
+        max_pixels = self._param('max_image_pixels')
+        if self._compressed:
+            return conversions.compressed_to_rgb(msg.format, msg.data, max_pixels=max_pixels)
+        return conversions.image_to_rgb(msg.encoding, msg.height, msg.width, msg.step,
+                                        msg.data, is_bigendian=bool(msg.is_bigendian),
+                                        max_pixels=max_pixels)
+
+    def _process(self, msg, received: float) -> None:
+        wanted = self._wanted_outputs()
+        if not wanted:
+            self.stats.count('idle')
+            return
+        start = time.perf_counter()
+        try:
+            rgb = self._to_rgb(msg)
+        except conversions.ImageConversionError as error:
+            self.stats.count('bad')
+            self._report(f'dropped a frame from {self.input_topic}: {error}')
+            return
+        converted = time.perf_counter()
+        result = self.segmenter.segment(rgb, self._param('output_resolution'),
+                                        with_confidence='confidence' in wanted)
+        segmented = time.perf_counter()
+        messages = self._render(msg.header, rgb, result, wanted)
+        rendered = time.perf_counter()
+        for name, message in messages.items():
+            self._output_pubs[name].publish(message)
+        published = time.perf_counter()
+        self._last_outputs = tuple(messages)
+        stages = {'wait': (start - received) * 1e3, 'conversion': (converted - start) * 1e3}
+        stages.update(result.timings_ms)
+        stages.update(render=(rendered - segmented) * 1e3,
+                      publish=(published - rendered) * 1e3)
+        self.stats.processed((published - received) * 1e3, stages)
+
+    def _render(self, header, rgb, result, wanted: Sequence[str]) -> Dict[str, Image]:
+        """Build the wanted output messages, each with the input header unchanged."""
+        messages = {}
+        if 'label_mask' in wanted:
+            messages['label_mask'] = image_message(
+                header, conversions.mono8_to_image_fields(result.labels))
+        if 'color_mask' in wanted or 'overlay' in wanted:
+            colors = colorize(result.labels, self.class_set)
+            if 'color_mask' in wanted:
+                messages['color_mask'] = image_message(
+                    header, conversions.rgb_to_image_fields(colors, 'rgb8'))
+            if 'overlay' in wanted:
+                blend = render_overlay(rgb, colors, self._param('overlay_alpha'))
+                messages['overlay'] = image_message(
+                    header, conversions.rgb_to_image_fields(blend, 'rgb8'))
+        if 'confidence' in wanted and result.confidence is not None:
+            messages['confidence'] = image_message(
+                header, conversions.mono8_to_image_fields(result.confidence))
+        return messages
+
+    # Diagnostics ----------------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        snapshot = self.stats.snapshot()
+        new = snapshot.new
+        summary = (f'{snapshot.input_rate_hz:.1f} Hz in, {snapshot.processed_rate_hz:.1f} Hz '
+                   f'processed, {new["dropped"]} dropped')
+        level, message = DiagnosticStatus.OK, summary
+        if new['failed']:
+            level, message = DiagnosticStatus.ERROR, f'{new["failed"]} frames failed; {summary}'
+        elif new['bad']:
+            level, message = DiagnosticStatus.WARN, f'{new["bad"]} bad frames; {summary}'
+        elif not new['received']:
+            level, message = DiagnosticStatus.WARN, f'no images on {self.input_topic}'
+        info = self.segmenter.describe()
+        values = describe_stats(snapshot) + [
+            ('model', info['model']), ('weights', info['weights_file']),
+            ('backend', info['backend']), ('providers', ', '.join(info['providers'])),
+            ('device', self.segmenter.device), ('fp16', info['fp16']),
+            ('input_size', f'{info["input_width"]}x{info["input_height"]}'),
+            ('output_resolution', self._param('output_resolution')),
+            ('outputs', ', '.join(self._last_outputs) or 'none'),
+            ('input_topic', self.input_topic)]
+        status = DiagnosticStatus(
+            level=level, name=f'{self.get_fully_qualified_name()}: segmentation',
+            message=message, hardware_id=self.segmenter.device,
+            values=[KeyValue(key=key, value=str(value)) for key, value in values])
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(array)
+
+    def destroy_node(self) -> None:
+        """Stop the worker thread, then destroy the node.
+
+        Safe to call twice and on a node whose start-up failed: rclpy's context also calls
+        it at shutdown for every node it still holds.
+        """
+        slot, worker = getattr(self, '_slot', None), getattr(self, '_worker', None)
+        if slot is not None:
+            slot.close()
+        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
+            worker.join(timeout=10.0)
+        logging.getLogger('semseg_ros').removeHandler(self._log_bridge)
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    """Run the node until Ctrl-C or SIGTERM; return the exit code (2: bad configuration)."""
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = SegmentationNode()
+            except NodeConfigError:
+                return EXIT_BAD_CONFIG  # the reason was logged as one fatal line
+            try:
+                rclpy.spin(node)
+            finally:
+                node.destroy_node()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,715 @@
+"""The segmentation node over real DDS: the node runs as a subprocess, a probe node talks to it.
+
+Real CamVid frames go in through every kind of input; the outputs are checked against the
+core run in this process on the same weights (a small weights file the tests save). The node
+runs a 128x64 network input and one thread so the whole module stays fast on two cores.
+"""
+
+import array
+from collections import defaultdict
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from builtin_interfaces.msg import Time
+import cv2
+from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import (DurabilityPolicy, qos_profile_sensor_data, QoSProfile,
+                       ReliabilityPolicy)
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+import torch
+import yaml
+
+from semseg_ros.core import conversions
+from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+from semseg_ros.core.serving import render_overlay
+from semseg_ros.core.weights import save_weights
+from semseg_ros.models import create_model, list_models, model_info
+from semseg_ros.nodes.segmentation_node import parameter_specs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / 'config'
+MODEL = 'mininet_v2_cpu'
+NET_SIZE = (128, 64)  # network input (width, height): small, so every frame is quick
+OUTPUTS = ('label_mask', 'color_mask', 'overlay', 'confidence')
+RAW_NODE = '/segmentation_node'
+RAW_TOPIC = '/test_camera/image'
+COMPRESSED_NODE = '/robot/segmentation_node'
+COMPRESSED_BASE = '/robot_camera/image'
+START_TIMEOUT = 90.0  # generous: two shared cores, torch import and DDS discovery
+WAIT = 20.0
+CLASSES = load_class_set('camvid')
+
+
+# Processes and the probe -----------------------------------------------------------------
+
+class NodeProcess:
+    """A segmentation node subprocess whose stderr (the ROS log) goes to a file."""
+
+    def __init__(self, tmp_dir: Path, label: str, ros_args):
+        self.log_path = tmp_dir / f'{label}.log'
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(
+            [str(REPO_ROOT)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+        env['SEMSEG_ROS_CACHE'] = str(tmp_dir / 'onnx_cache')
+        env['PYTHONUNBUFFERED'] = '1'
+        env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+        with open(self.log_path, 'w') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'semseg_ros.nodes.segmentation_node', '--ros-args',
+                 *ros_args], env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+
+    def log(self) -> str:
+        """Return everything the node has written so far."""
+        return self.log_path.read_text(errors='replace')
+
+    def wait_for_log(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        """Wait until the log contains ``text``; fail with the log if the node exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            if self.process.poll() is not None:
+                pytest.fail(f'node exited ({self.process.returncode}) before logging '
+                            f'{text!r}:\n{self.log()}')
+            time.sleep(0.1)
+        pytest.fail(f'node did not log {text!r} within {timeout} s:\n{self.log()}')
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        """Wait for the process to exit; return its exit code."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f'node did not exit within {timeout} s:\n{self.log()}')
+
+    def stop(self, sig=signal.SIGINT) -> int:
+        """Send ``sig`` and return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.wait_exit()
+
+
+def assert_clean_exit(node: NodeProcess, code: int) -> None:
+    """Exit code 0 and no Python traceback in the log."""
+    log = node.log()
+    assert code == 0, f'exit code {code}:\n{log}'
+    assert 'Traceback' not in log, log
+
+
+class Probe:
+    """An in-process node on its own context, spun by a MultiThreadedExecutor thread."""
+
+    def __init__(self):
+        self.context = Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = Node('segmentation_test_probe', context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor.add_node(self.node)
+        self._condition = threading.Condition()
+        self.messages = defaultdict(list)  # topic -> [(monotonic receive time, message)]
+        self._parameter_clients = {}
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        self.subscribe(DiagnosticArray, '/diagnostics', 50)
+
+    def close(self):
+        """Stop spinning and shut the context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+    def subscribe(self, msg_type, topic: str, qos=10):
+        """Record every message on ``topic``; return the subscription."""
+        def record(message):
+            with self._condition:
+                self.messages[topic].append((time.monotonic(), message))
+                self._condition.notify_all()
+        return self.node.create_subscription(msg_type, topic, record, qos)
+
+    def wait_for(self, predicate, timeout: float = WAIT, what: str = 'a message', tick=None,
+                 tick_period: float = 0.25):
+        """Wait until ``predicate()`` returns something truthy and return it.
+
+        ``tick`` (publishing a frame, say) is called at start and every ``tick_period`` s.
+        """
+        deadline = time.monotonic() + timeout
+        next_tick = 0.0
+        while True:
+            if tick is not None and time.monotonic() >= next_tick:
+                tick()
+                next_tick = time.monotonic() + tick_period
+            with self._condition:
+                result = predicate()
+                if result:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f'no {what} within {timeout} s')
+                self._condition.wait(min(remaining, 0.1 if tick else 0.5))
+
+    def stamped(self, topic: str, stamp: Time):
+        """Return the messages on ``topic`` whose header carries ``stamp``."""
+        return [m for _, m in self.messages[topic]
+                if (m.header.stamp.sec, m.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)]
+
+    def publisher(self, msg_type, topic: str, qos):
+        """Create a publisher and wait until the node's subscription matched it."""
+        publisher = self.node.create_publisher(msg_type, topic, qos)
+        self.wait_for(lambda: publisher.get_subscription_count() > 0, START_TIMEOUT,
+                      f'subscriber on {topic}')
+        return publisher
+
+    def diagnostics(self, node_name: str, after: float, predicate=lambda values: True,
+                    timeout: float = WAIT, tick=None):
+        """Return the values of the first diagnostics of ``node_name`` received after
+        ``after`` (a monotonic time) that satisfy ``predicate``; ``tick`` as in wait_for."""
+        def find():
+            for received, array_msg in list(self.messages['/diagnostics']):
+                for status in array_msg.status:
+                    if received > after and status.name.startswith(node_name + ':'):
+                        values = {kv.key: kv.value for kv in status.values}
+                        values.update(level=status.level, message=status.message)
+                        if predicate(values):
+                            return values
+            return None
+        return self.wait_for(find, timeout, f'diagnostics of {node_name}', tick)
+
+    def set_parameters(self, node_name: str, **values):
+        """Set parameters of a remote node; return the SetParametersResult list."""
+        client = self._parameter_clients.get(node_name)
+        if client is None:
+            client = AsyncParameterClient(self.node, node_name)
+            assert client.wait_for_services(timeout_sec=WAIT), f'no parameters on {node_name}'
+            self._parameter_clients[node_name] = client
+        future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        self.wait_for(future.done, WAIT, 'parameter reply')
+        return future.result().results
+
+
+_stamp_counter = iter(range(1, 1_000_000))
+
+
+def next_stamp() -> Time:
+    """Return a stamp no other frame of this module carries."""
+    n = next(_stamp_counter)
+    return Time(sec=1_000_000 + n, nanosec=n * 1000)
+
+
+def image_msg(fields, stamp=None, frame_id='test_camera_optical') -> Image:
+    """Build a sensor_msgs/Image from conversion fields."""
+    encoding, height, width, step, data = fields
+    msg = Image(encoding=encoding, height=height, width=width, step=step, data=data)
+    msg.header.stamp = stamp or next_stamp()
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def as_array(msg: Image) -> np.ndarray:
+    """Return a mono8 or rgb8 output message as a numpy array (rows unpadded)."""
+    channels = {'mono8': 1, 'rgb8': 3}[msg.encoding]
+    assert msg.step == msg.width * channels
+    pixels = np.frombuffer(msg.data, np.uint8)
+    assert pixels.size == msg.step * msg.height
+    return pixels.reshape(msg.height, msg.width, channels).squeeze(2) if channels == 1 \
+        else pixels.reshape(msg.height, msg.width, 3)
+
+
+def send(probe: Probe, publisher, msg, node_name: str, outputs, timeout: float = WAIT):
+    """Publish ``msg`` (again every 3 s, in case a best-effort sample was lost) until every
+    output topic has a message with its stamp; return {output: message}."""
+    topics = {name: f'{node_name}/{name}' for name in outputs}
+    try:
+        probe.wait_for(
+            lambda: all(probe.stamped(t, msg.header.stamp) for t in topics.values()),
+            timeout, f'outputs {list(topics)}', tick=lambda: publisher.publish(msg),
+            tick_period=3.0)
+    except pytest.fail.Exception:
+        got = {t: len(probe.stamped(t, msg.header.stamp)) for t in topics.values()}
+        diagnostics = [{kv.key: kv.value for kv in s.values} for _, a in
+                       probe.messages['/diagnostics'][-1:] for s in a.status]
+        pytest.fail(f'outputs of the frame: {got}; last diagnostics: {diagnostics}')
+    return {name: probe.stamped(t, msg.header.stamp)[0] for name, t in topics.items()}
+
+
+# Fixtures --------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def tmp_dir(tmp_path_factory):
+    """A scratch folder for weights, logs and the ONNX cache."""
+    return tmp_path_factory.mktemp('segmentation_node')
+
+
+@pytest.fixture(scope='module')
+def weights_file(tmp_dir):
+    """A weights file of a seeded (untrained) network, so node and test run the same one."""
+    torch.manual_seed(0)
+    network = create_model(MODEL, num_classes=CLASSES.num_classes)
+    return save_weights(tmp_dir / f'{MODEL}_test.pt', network, MODEL, CLASSES.num_classes,
+                        'camvid')
+
+
+@pytest.fixture(scope='module')
+def segmenter(weights_file):
+    """The core, in this process, with the node's configuration: the reference outputs."""
+    torch.set_num_threads(1)
+    return Segmenter(SegmenterConfig(model=MODEL, weights=str(weights_file), backend='torch',
+                                     input_width=NET_SIZE[0], input_height=NET_SIZE[1],
+                                     threads=1))
+
+
+@pytest.fixture(scope='module')
+def frame(camvid):
+    """The first CamVid validation frame, RGB, shrunk from 480x360 to 320x240.
+
+    Fast DDS moves samples up to its 0.5 MB shared-memory segment in one piece; larger
+    best-effort samples go out as UDP fragments that a loaded machine loses (see
+    config/fastdds_large_images.xml), which is not what these tests are about.
+    """
+    path = camvid / (camvid / 'val.txt').read_text().split()[0]
+    rgb = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return cv2.resize(rgb, (320, 240), interpolation=cv2.INTER_AREA)
+
+
+@pytest.fixture(scope='module')
+def probe():
+    """The probe node, for the whole module."""
+    probe = Probe()
+    yield probe
+    probe.close()
+
+
+def common_args(weights_file):
+    """Parameters every test node shares: the test weights, torch, a small input."""
+    return ['-p', f'weights:={weights_file}', '-p', 'backend:=torch',
+            '-p', f'input_width:={NET_SIZE[0]}', '-p', f'input_height:={NET_SIZE[1]}',
+            '-p', 'threads:=1']
+
+
+@pytest.fixture(scope='module')
+def node_processes(tmp_dir, weights_file):
+    """Start the raw-image and the compressed-image nodes together (start-up dominates)."""
+    raw = NodeProcess(tmp_dir, 'raw_node', [
+        *common_args(weights_file), '-p', 'publish_confidence:=true',
+        '-r', f'image:={RAW_TOPIC}'])
+    compressed = NodeProcess(tmp_dir, 'compressed_node', [
+        *common_args(weights_file), '-p', 'input_transport:=compressed',
+        '-p', 'qos_reliability:=reliable', '-p', 'output_resolution:=network',
+        '-r', '__ns:=/robot', '-r', f'image:={COMPRESSED_BASE}'])
+    yield {'raw': raw, 'compressed': compressed}
+    for node in (raw, compressed):
+        assert_clean_exit(node, node.stop(signal.SIGINT))
+
+
+def wait_ready(probe: Probe, node: NodeProcess, node_name: str):
+    """Wait for the node's class_info (so it is up and discovered); return the info."""
+    topic = f'{node_name}/class_info'
+    if not probe.messages[topic]:
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        probe.subscribe(String, topic, latched)
+        node.wait_for_log('segmenting ')
+        probe.wait_for(lambda: probe.messages[topic], START_TIMEOUT, f'{topic}')
+    return json.loads(probe.messages[topic][0][1].data)
+
+
+@pytest.fixture(scope='module')
+def raw_node(probe, node_processes):
+    """The raw-image node, ready, with the probe listening to all its outputs."""
+    node = node_processes['raw']
+    wait_ready(probe, node, RAW_NODE)
+    for name in OUTPUTS:
+        probe.subscribe(Image, f'{RAW_NODE}/{name}')
+    return node
+
+
+@pytest.fixture(scope='module')
+def camera(probe, raw_node):
+    """A sensor-data (best-effort) camera publisher matched with the raw node."""
+    return probe.publisher(Image, RAW_TOPIC, qos_profile_sensor_data)
+
+
+@pytest.fixture(scope='module')
+def compressed_node(probe, node_processes):
+    """The compressed-image node (namespace /robot, reliable QoS, network resolution)."""
+    node = node_processes['compressed']
+    wait_ready(probe, node, COMPRESSED_NODE)
+    for name in ('label_mask', 'color_mask'):
+        probe.subscribe(Image, f'{COMPRESSED_NODE}/{name}')
+    return node
+
+
+# Outputs ---------------------------------------------------------------------------------
+
+def check_masks(outputs, msg, rgb, segmenter, size, alpha=0.5):
+    """Assert the outputs of one frame: encodings, size, header, labels, palette, overlay."""
+    width, height = size
+    for name, out in outputs.items():
+        assert out.header.stamp == msg.header.stamp, name
+        assert out.header.frame_id == msg.header.frame_id, name
+        assert (out.width, out.height) == (width, height), name
+        assert out.encoding == ('rgb8' if name in ('color_mask', 'overlay') else 'mono8'), name
+    labels = as_array(outputs['label_mask'])
+    assert labels.max() < CLASSES.num_classes
+    resolution = 'input' if (width, height) == (rgb.shape[1], rgb.shape[0]) else 'network'
+    expected = segmenter.segment(rgb, resolution, with_confidence=True)
+    # Same weights and input; only float rounding on another thread count may differ.
+    assert np.mean(labels == expected.labels) > 0.98
+    if 'color_mask' in outputs:
+        colors = as_array(outputs['color_mask'])
+        np.testing.assert_array_equal(colors, CLASSES.lookup_table()[labels])
+    if 'overlay' in outputs:
+        blend = render_overlay(rgb, CLASSES.lookup_table()[labels], alpha)
+        assert np.abs(as_array(outputs['overlay']).astype(int) - blend).max() <= 1
+    if 'confidence' in outputs:
+        confidence = as_array(outputs['confidence'])
+        assert confidence.min() >= 255 // CLASSES.num_classes - 1
+        assert np.mean(np.abs(confidence.astype(int) - expected.confidence) <= 2) > 0.98
+
+
+def padded(fields, extra: int):
+    """Return rgb8 fields with ``extra`` bytes of padding at the end of every row."""
+    encoding, height, width, step, data = fields
+    rows = np.frombuffer(data, np.uint8).reshape(height, step)
+    out = np.zeros((height, step + extra), np.uint8)
+    out[:, :step] = rows
+    return encoding, height, width, step + extra, array.array('B', out.tobytes())
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'rgb8_padded', 'bgr8', 'bgra8', 'mono8',
+                                      'yuv422', 'yuv422_yuy2', 'bayer_rggb8', 'bayer_grbg8'])
+def test_every_encoding_gives_all_outputs(probe, raw_node, camera, frame, segmenter, encoding):
+    """Label, colour, overlay and confidence masks at input size, with the input's header."""
+    if encoding == 'rgb8_padded':
+        fields = padded(conversions.rgb_to_image_fields(frame, 'rgb8'), 64)
+    else:
+        fields = conversions.rgb_to_image_fields(frame, encoding)
+    msg = image_msg(fields, frame_id=f'camera_{encoding}')
+    outputs = send(probe, camera, msg, RAW_NODE, OUTPUTS)
+    # The reference runs on what the conversion makes of the same message.
+    rgb = conversions.image_to_rgb(*fields)
+    check_masks(outputs, msg, rgb, segmenter, (frame.shape[1], frame.shape[0]))
+
+
+def test_reliable_camera_publisher_works(probe, raw_node, frame, segmenter):
+    """The best-effort subscription also receives from a reliable publisher."""
+    reliable = probe.publisher(Image, RAW_TOPIC, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    msg = image_msg(conversions.rgb_to_image_fields(frame, 'rgb8'))
+    outputs = send(probe, reliable, msg, RAW_NODE, ('label_mask',))
+    check_masks(outputs, msg, frame, segmenter, (frame.shape[1], frame.shape[0]))
+    probe.node.destroy_publisher(reliable)
+
+
+def test_class_info_reaches_a_late_subscriber(probe, raw_node):
+    """class_info is latched: a subscriber created long after start-up gets it."""
+    topic = f'{RAW_NODE}/class_info'
+    received = []
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    subscription = probe.node.create_subscription(String, topic, received.append, latched)
+    probe.wait_for(lambda: received, WAIT, 'late class_info')
+    probe.node.destroy_subscription(subscription)
+    info = json.loads(received[0].data)
+    assert info['model'] == MODEL
+    assert info['name'] == 'camvid'
+    assert [c['name'] for c in info['classes']] == list(CLASSES.names)
+    assert [c['color'] for c in info['classes']] == CLASSES.colors.tolist()
+    assert info['ignore_index'] == CLASSES.ignore_index
+
+
+def test_dynamic_parameters(probe, raw_node, camera, frame, segmenter):
+    """output_resolution and overlay_alpha change at run time; invalid values are refused."""
+    results = probe.set_parameters(RAW_NODE, output_resolution='network', overlay_alpha=0.25)
+    assert all(r.successful for r in results), results
+    try:
+        msg = image_msg(conversions.rgb_to_image_fields(frame, 'rgb8'))
+        outputs = send(probe, camera, msg, RAW_NODE, OUTPUTS)
+        stride = model_info(MODEL).output_stride
+        check_masks(outputs, msg, frame, segmenter,
+                    (NET_SIZE[0] // stride, NET_SIZE[1] // stride), alpha=0.25)
+    finally:
+        results = probe.set_parameters(RAW_NODE, output_resolution='input', overlay_alpha=0.5)
+        assert all(r.successful for r in results), results
+    refused = probe.set_parameters(RAW_NODE, output_resolution='half')[0]
+    assert not refused.successful and 'input, network' in refused.reason
+    refused = probe.set_parameters(RAW_NODE, overlay_alpha=1.5)[0]
+    assert not refused.successful
+    refused = probe.set_parameters(RAW_NODE, model='mininet_v2')[0]
+    assert not refused.successful and 'read-only' in refused.reason
+
+
+def test_only_subscribed_outputs_are_computed(probe, raw_node, camera, frame):
+    """Outputs without subscribers are not computed; with none at all, nothing is done."""
+    fields = conversions.rgb_to_image_fields(frame, 'rgb8')
+
+    def publish_frame():
+        camera.publish(image_msg(fields))
+
+    def outputs_become(expected):
+        probe.diagnostics(RAW_NODE, time.monotonic(), lambda v: v['outputs'] == expected,
+                          timeout=30, tick=publish_frame)
+
+    listening = [s for s in probe.node.subscriptions if s.topic_name.startswith(RAW_NODE + '/')
+                 and not s.topic_name.endswith('class_info')]
+    for subscription in listening:
+        probe.node.destroy_subscription(subscription)
+    try:
+        idle_before = int(probe.diagnostics(RAW_NODE, time.monotonic())['frames_idle'])
+        probe.diagnostics(RAW_NODE, time.monotonic(),
+                          lambda v: int(v['frames_idle']) > idle_before, timeout=30,
+                          tick=publish_frame)
+        only_labels = probe.subscribe(Image, f'{RAW_NODE}/label_mask')
+        outputs_become('label_mask')
+        probe.node.destroy_subscription(only_labels)
+    finally:
+        for name in OUTPUTS:
+            probe.subscribe(Image, f'{RAW_NODE}/{name}')
+    outputs_become(', '.join(OUTPUTS))
+    # Confidence still has a subscriber but is switched off: it is not computed.
+    assert all(r.successful for r in probe.set_parameters(RAW_NODE, publish_confidence=False))
+    try:
+        outputs_become('label_mask, color_mask, overlay')
+    finally:
+        results = probe.set_parameters(RAW_NODE, publish_confidence=True)
+        assert all(r.successful for r in results)
+
+
+# Bad input -------------------------------------------------------------------------------
+
+def bad_frames(frame):
+    """(label, message, text the node's error names) for each kind of unreadable frame."""
+    # Small frames: only the last one may exceed the test's max_image_pixels.
+    encoding, height, width, step, data = conversions.rgb_to_image_fields(
+        frame[:96, :96].copy(), 'rgb8')
+    return [
+        ('unsupported encoding', image_msg(('32FC1', height, width, width * 4, data)),
+         '32FC1'),
+        ('short data', image_msg((encoding, height, width, step, data[:step * 10])),
+         'expected at least step*height'),
+        ('step too small', image_msg((encoding, height, width, width, data)), 'step'),
+        ('zero width', image_msg((encoding, height, 0, 0, array.array('B'))),
+         'must be at least 1'),
+        ('too many pixels', image_msg(conversions.rgb_to_image_fields(
+            np.zeros((2, 2048 * 4, 3), np.uint8))), 'max_pixels'),
+    ]
+
+
+def test_bad_frames_are_dropped_and_the_next_one_served(probe, raw_node, camera, frame,
+                                                        segmenter):
+    """Each bad frame: an error naming the problem, counted, and the next frame is served."""
+    assert all(r.successful for r in probe.set_parameters(RAW_NODE, max_image_pixels=10000))
+    try:
+        before = probe.diagnostics(RAW_NODE, time.monotonic())
+        for label, bad, text in bad_frames(frame):
+            errors_before = raw_node.log().count('dropped a frame')
+            deadline = time.monotonic() + WAIT
+            while raw_node.log().count('dropped a frame') == errors_before:
+                assert time.monotonic() < deadline, f'{label}: no error logged\n{raw_node.log()}'
+                camera.publish(bad)
+                time.sleep(0.3)
+            report = raw_node.log().split('dropped a frame')[-1].splitlines()[0]
+            assert text in report, f'{label}: {report}'
+            good = image_msg(conversions.rgb_to_image_fields(frame[:96, :96].copy(), 'rgb8'))
+            outputs = send(probe, camera, good, RAW_NODE, ('label_mask',))
+            check_masks(outputs, good, frame[:96, :96].copy(), segmenter, (96, 96))
+            assert not probe.stamped(f'{RAW_NODE}/label_mask', bad.header.stamp), label
+        after = probe.diagnostics(RAW_NODE, time.monotonic(), lambda v: int(
+            v['frames_bad']) >= int(before['frames_bad']) + 5)
+        assert after['frames_failed'] == before['frames_failed']
+    finally:
+        assert all(r.successful for r in probe.set_parameters(
+            RAW_NODE, max_image_pixels=4096 * 4096))
+    assert raw_node.process.poll() is None, 'the node died'
+
+
+def test_a_burst_is_dropped_not_queued(probe, raw_node, frame):
+    """Frames faster than inference are dropped and counted; outputs stop with the burst."""
+    reliable = probe.publisher(Image, RAW_TOPIC, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    before = probe.diagnostics(RAW_NODE, time.monotonic())
+    fields = conversions.rgb_to_image_fields(frame, 'rgb8')
+    burst = [image_msg(fields, frame_id='burst') for _ in range(60)]
+    for msg in burst:
+        reliable.publish(msg)
+    last = burst[-1]
+    # The newest frame is never dropped: its masks arrive.
+    probe.wait_for(lambda: probe.stamped(f'{RAW_NODE}/label_mask', last.header.stamp),
+                   WAIT, 'label mask of the last frame of the burst')
+    after_last = time.monotonic()
+    time.sleep(1.5)
+    topic = f'{RAW_NODE}/label_mask'
+    stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in burst}
+    served = [(t, m) for t, m in probe.messages[topic] if m.header.frame_id == 'burst'
+              and (m.header.stamp.sec, m.header.stamp.nanosec) in stamps]
+    assert len(served) < len(burst)
+    assert all(t <= after_last for t, _ in served), 'outputs kept coming after the burst'
+    after = probe.diagnostics(RAW_NODE, after_last + 0.5)
+    dropped = int(after['frames_dropped']) - int(before['frames_dropped'])
+    assert dropped > 0
+    assert dropped <= len(burst) - len(served)
+    probe.node.destroy_publisher(reliable)
+
+
+def test_diagnostics_report_rates_latency_and_runtime(probe, raw_node, camera, frame):
+    """/diagnostics carries rates, counters, latency, stage times, backend and model."""
+    fields = conversions.rgb_to_image_fields(frame, 'rgb8')
+    values = probe.diagnostics(RAW_NODE, time.monotonic(),
+                               lambda v: float(v['processed_rate_hz']) > 0,
+                               tick=lambda: camera.publish(image_msg(fields)))
+    for key in ('input_rate_hz', 'frames_received', 'frames_processed', 'frames_dropped',
+                'frames_bad', 'latency_median_ms', 'latency_p95_ms', 'conversion_ms',
+                'preprocess_ms', 'inference_ms', 'postprocess_ms', 'publish_ms'):
+        assert float(values[key]) >= 0, key
+    assert float(values['latency_p95_ms']) >= float(values['latency_median_ms']) > 0
+    assert values['model'] == MODEL and values['backend'] == 'torch'
+    assert values['providers'] == 'cpu' and values['input_size'] == '128x64'
+    assert values['level'] in (b'\x00', 0)
+
+
+# Compressed input ------------------------------------------------------------------------
+
+@pytest.mark.parametrize('codec,format_field', [
+    ('jpeg', None), ('png', None), ('jpeg', 'jpeg'), ('png', 'png')])
+def test_compressed_input(probe, compressed_node, frame, segmenter, codec, format_field):
+    """jpeg and png, image_transport format strings and plain ones, at network size."""
+    fmt, data = conversions.encode_compressed(frame, codec)
+    msg = CompressedImage(format=format_field or fmt, data=array.array('B', data))
+    msg.header.stamp, msg.header.frame_id = next_stamp(), f'camera_{codec}'
+    camera = probe.publisher(CompressedImage, COMPRESSED_BASE + '/compressed',
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    outputs = send(probe, camera, msg, COMPRESSED_NODE, ('label_mask', 'color_mask'))
+    stride = model_info(MODEL).output_stride
+    rgb = conversions.compressed_to_rgb(msg.format, msg.data)
+    check_masks(outputs, msg, rgb, segmenter, (NET_SIZE[0] // stride, NET_SIZE[1] // stride))
+    probe.node.destroy_publisher(camera)
+
+
+def test_corrupt_compressed_payload_is_survived(probe, compressed_node, frame, segmenter):
+    """A truncated jpeg is dropped with an error; the next frame is served."""
+    fmt, data = conversions.encode_compressed(frame, 'jpeg')
+    camera = probe.publisher(CompressedImage, COMPRESSED_BASE + '/compressed',
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    for corrupt in (data[:200], b'\x00' * 64):
+        bad = CompressedImage(format=fmt, data=array.array('B', corrupt))
+        bad.header.stamp = next_stamp()
+        errors = compressed_node.log().count('dropped a frame')
+        camera.publish(bad)
+        deadline = time.monotonic() + WAIT
+        while compressed_node.log().count('dropped a frame') == errors:
+            assert time.monotonic() < deadline, compressed_node.log()
+            time.sleep(0.1)
+        good = CompressedImage(format=fmt, data=array.array('B', data))
+        good.header.stamp = next_stamp()
+        send(probe, camera, good, COMPRESSED_NODE, ('label_mask',))
+        assert not probe.stamped(f'{COMPRESSED_NODE}/label_mask', bad.header.stamp)
+    probe.node.destroy_publisher(camera)
+
+
+# Configuration ---------------------------------------------------------------------------
+
+CONFIGS = ['cpu_robot.yaml', 'jetson_enet.yaml', 'jetson_rdsnet.yaml']
+
+
+@pytest.mark.parametrize('config', CONFIGS)
+def test_config_files_hold_valid_parameters(config):
+    """Every key is a node parameter of the right type and, for enumerations, a valid value."""
+    specs = {spec.name: spec for spec in parameter_specs()}
+    content = yaml.safe_load((CONFIG_DIR / config).read_text())
+    parameters = content['/**']['ros__parameters']
+    for name, value in parameters.items():
+        assert name in specs, f'{config}: unknown parameter {name}'
+        spec = specs[name]
+        assert type(value) is type(spec.default), f'{config}: {name}: {value!r}'
+        if spec.choices and name != 'model':
+            assert value in spec.choices, f'{config}: {name}: {value!r}'
+    assert parameters['backend'] == 'onnxruntime'
+    if config.startswith('jetson'):
+        assert parameters['device'] == 'cuda' and parameters['fp16'] is True
+
+
+def test_config_files_start_the_node(probe, tmp_dir, weights_file):
+    """The three configs load with --params-file; the Jetson ones fall back to the CPU here.
+
+    Also the signals: SIGTERM and SIGINT end the nodes with exit code 0, no traceback.
+    """
+    nodes = {}
+    for config in CONFIGS:
+        name = config.removesuffix('.yaml')
+        args = ['--params-file', str(CONFIG_DIR / config), '-r', f'__node:={name}',
+                '-r', f'image:=/{name}/image', '-p', 'threads:=1']
+        model = yaml.safe_load((CONFIG_DIR / config).read_text())['/**']['ros__parameters'][
+            'model']
+        if config == 'cpu_robot.yaml':
+            args += ['-p', f'weights:={weights_file}']
+        elif model in list_models():
+            args += ['-p', 'weights:=none', '-p', 'input_width:=160', '-p', 'input_height:=120']
+        else:  # the network is not in this checkout yet: the device fallback is still tested
+            args += ['-p', 'weights:=none', '-p', f'model:={MODEL}']
+        nodes[name] = NodeProcess(tmp_dir, name, args)
+    try:
+        logs = {name: node.wait_for_log('segmenting ') for name, node in nodes.items()}
+        assert 'on onnxruntime [CPUExecutionProvider] at 512x256' in logs['cpu_robot'], \
+            logs['cpu_robot']
+        for name in ('jetson_enet', 'jetson_rdsnet'):
+            assert 'running on the CPU' in logs[name], logs[name]
+            assert '[CPUExecutionProvider]' in logs[name], logs[name]
+        # The CPU robot's node serves a frame through the ONNX Runtime graph.
+        probe.subscribe(Image, '/cpu_robot/label_mask')
+        camera = probe.publisher(Image, '/cpu_robot/image', qos_profile_sensor_data)
+        msg = image_msg(conversions.rgb_to_image_fields(np.full((120, 160, 3), 90, np.uint8)))
+        outputs = send(probe, camera, msg, '/cpu_robot', ('label_mask',), timeout=60)
+        assert (outputs['label_mask'].width, outputs['label_mask'].height) == (160, 120)
+        probe.node.destroy_publisher(camera)
+    finally:
+        codes = {name: node.stop(signal.SIGTERM if name != 'jetson_enet' else signal.SIGINT)
+                 for name, node in nodes.items()}
+    for name, node in nodes.items():
+        assert_clean_exit(node, codes[name])
+
+
+BAD_PARAMETERS = {
+    'model:=segformer': 'valid values: ' + ', '.join(list_models()),
+    'backend:=tensorflow': 'valid values: torch, onnxruntime',
+    'input_transport:=theora': 'valid values: raw, compressed',
+    'weights:=/nonexistent/weights.pt': 'weights file not found: /nonexistent/weights.pt',
+    'overlay_alpha:=1.5': 'overlay_alpha',
+}
+
+
+@pytest.fixture(scope='module')
+def bad_parameter_runs(tmp_dir):
+    """Start one node per bad parameter, all at once, and wait for them to exit."""
+    nodes = {argument: NodeProcess(tmp_dir, f'bad_{i}', ['-r', f'__node:=bad_{i}',
+                                                         '-p', argument])
+             for i, argument in enumerate(BAD_PARAMETERS)}
+    return {argument: (node.wait_exit(), node.log()) for argument, node in nodes.items()}
+
+
+@pytest.mark.parametrize('argument', BAD_PARAMETERS)
+def test_bad_parameter_refuses_to_start(bad_parameter_runs, argument):
+    """One fatal line naming the problem (and the valid values), exit code 2, no traceback."""
+    code, log = bad_parameter_runs[argument]
+    assert code == 2, log
+    fatal = [line for line in log.splitlines() if '[FATAL]' in line]
+    assert len(fatal) == 1 and BAD_PARAMETERS[argument] in fatal[0], log
+    assert 'Traceback' not in log, log
