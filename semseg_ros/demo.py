@@ -50,7 +50,7 @@ def _resize(image: np.ndarray, width: int) -> np.ndarray:
 
 
 def gif_frames(input_bag: Path, recording: Path, topics: OutputTopics, class_set,
-               panel_width: int = 240) -> List[np.ndarray]:
+               panel_width: int = 200) -> List[np.ndarray]:
     """Return image | colour mask | overlay strips for every frame with a label mask.
 
     Frames the node dropped (no mask) are left out: the animation shows what it produced.
@@ -148,10 +148,10 @@ def markdown_report(report: LiveReport, model: str, weights: str, warning: Optio
     lines += ['', '## Files', '',
               '- `demo.gif`: image | colour mask | overlay of every processed frame',
               '- `keyframes.png`: contact sheet of the keyframes',
-              '- `replay_bag/`: the recording (camera as published, the nodes\' outputs as '
+              "- `replay_bag/`: the recording (camera as published, the nodes' outputs as "
               'received); open it in Foxglove or `ros2 bag info`',
               '- `input_bag/`: the bag that was replayed (images and ground truth)',
-              '- `report.json`: every figure; `logs/`: the nodes\' output', '']
+              "- `report.json`: every figure; `logs/`: the nodes' output", '']
     return '\n'.join(lines)
 
 
@@ -201,7 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     params = {'model': args.model, 'weights': weights, 'threads': args.threads}
     try:
         report = replay_bag(input_bag, TOPIC, recording, args.rate_factor,
-                            LaunchOptions(segmentation_params=params, keyframes=False,
+                            LaunchOptions(segmentation_params=params, keyframes=True,
                                           log_dir=out / 'logs'),
                             overwrite=True)
     except ReplayError as error:

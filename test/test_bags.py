@@ -205,7 +205,9 @@ def test_process_round_trip(processed, sample_bag, segmenter, frames):
         assert stamp_of(scores) == stamps[index]
         terms = {kv.key: float(kv.value) for kv in scores.status[0].values}
         assert {'total', 'quality', 'semantic', 'novelty', 'dynamic'} <= set(terms)
-        assert all(0.0 <= v <= 1.0 for k, v in terms.items() if k != 'laplacian_var')
+        assert terms['frame_index'] == index
+        assert all(0.0 <= v <= 1.0 for k, v in terms.items()
+                   if k not in ('laplacian_var', 'frame_index'))
         confusion.update(labels, cv2.imread(str(frame.label), cv2.IMREAD_UNCHANGED))
     keyframes = [deserialize_message(raw, Header) for _, raw, _ in topics[TOPICS.keyframe]]
     assert keyframes and [stamp_of(k) for k in keyframes] == \
@@ -380,3 +382,30 @@ def test_bad_bags_give_clear_errors_and_exit_2(tmp_path, sample_bag, processed, 
     code, err = run('make', '--images', listing, '--rate', 15, '--out', out)
     assert code == 2 and 'labels are 10x10, the image is 480x360' in err
     assert not out.exists()
+
+
+def test_replay_through_the_real_segmentation_node(tmp_path, sample_bag, weights):
+    """Live replay into the segmentation node (a subprocess, DDS): sensible figures and a
+    recording that rclpy reads."""
+    from semseg_ros.nodes.bag_replayer import LaunchOptions, replay_bag
+    params = {'model': MODEL, 'weights': str(weights), 'input_width': SIZE[0],
+              'input_height': SIZE[1], 'threads': 1}
+    recording = tmp_path / 'recording'
+    report = replay_bag(sample_bag, out=recording, progress=False,
+                        launch=LaunchOptions(segmentation_params=params,
+                                             log_dir=tmp_path / 'logs'))
+    assert report.frames_published == FRAMES
+    assert 0 < report.frames_processed <= FRAMES
+    assert report.frames_dropped == FRAMES - report.frames_processed
+    assert report.latency['count'] > 0 and report.latency['median_ms'] > 0
+    assert report.latency['p95_ms'] >= report.latency['median_ms']
+    assert report.achieved_fps is None or report.achieved_fps > 0
+    assert 0.0 <= report.accuracy['miou'] <= 1.0 and report.accuracy['frames'] > 0
+    assert report.unmatched_outputs == 0
+    topics = read_all(recording)
+    published = [deserialize_message(raw, Image) for _, raw, _ in topics['/camera/image_raw']]
+    assert [stamp_of(m) for m in published] == stamps_expected()
+    masks = [deserialize_message(raw, Image) for _, raw, _ in topics[TOPICS.label_mask]]
+    assert masks and all(m.encoding == 'mono8' and stamp_of(m) in stamps_expected()
+                         for m in masks)
+    assert (tmp_path / 'logs' / 'segmentation_node.log').is_file()

@@ -17,8 +17,9 @@ from semseg_ros.core import conversions
 # Encodings `semseg bag make` writes: every raw encoding, or a CompressedImage codec.
 COMPRESSED_ENCODINGS = ('jpeg', 'png')
 ENCODINGS = conversions.SUPPORTED_ENCODINGS + COMPRESSED_ENCODINGS
-# Name of the DiagnosticStatus that carries a frame's keyframe score terms.
-SCORES_STATUS_NAME = 'keyframe_scores'
+# Name of the DiagnosticStatus that carries a frame's keyframe score terms (the keyframe
+# node's: its fully qualified name, then what the status is about).
+SCORES_STATUS_NAME = '/keyframe_node: keyframe score'
 
 
 def _types():
@@ -119,20 +120,20 @@ def decode_labels(message) -> np.ndarray:
 
 
 def scores_message(stamp: int, frame_id: str, terms: Mapping[str, float],
-                   keyframe: bool = False):
+                   status_name: str = SCORES_STATUS_NAME):
     """Return a diagnostic_msgs/DiagnosticArray holding one frame's keyframe score terms.
 
-    One DiagnosticStatus named ``keyframe_scores`` whose key/values are the terms (``total``,
-    ``quality``, ``semantic``...) formatted with 6 decimals, its message the total.
+    The keyframe node's ``~/scores`` format: one OK status whose key/values are the terms
+    (``total``, ``quality``, ``semantic``... floats written with 6 significant digits, and the
+    integer ``frame_index``), ``hardware_id`` the frame id.
     """
     types = _types()
     status_type = types['diagnostic_msgs/msg/DiagnosticStatus']
-    values = [types['diagnostic_msgs/msg/KeyValue'](key=key, value=f'{float(value):.6f}')
-              for key, value in terms.items()]
-    status = status_type(level=status_type.OK, name=SCORES_STATUS_NAME,
-                         message=f'total {float(terms.get("total", 0.0)):.3f}'
-                                 + (' keyframe' if keyframe else ''),
-                         hardware_id=frame_id, values=values)
+    values = [types['diagnostic_msgs/msg/KeyValue'](
+        key=key, value=f'{value:.6g}' if isinstance(value, float) else str(value))
+        for key, value in terms.items()]
+    status = status_type(level=status_type.OK, name=status_name,
+                         message='keyframe score terms', hardware_id=frame_id, values=values)
     return types[DIAGNOSTIC_ARRAY](header=header(stamp, frame_id), status=[status])
 
 

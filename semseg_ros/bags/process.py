@@ -6,8 +6,8 @@ and frame id) and record time:
 
 * ``/segmentation_node/label_mask`` (mono8 class ids) and ``/segmentation_node/color_mask``
   (rgb8 palette colours), the topics the live segmentation node publishes;
-* with ``--keyframes``: ``/keyframe_node/scores`` (diagnostic_msgs/DiagnosticArray, one
-  status ``keyframe_scores`` whose key/values are the score terms) and
+* with ``--keyframes``: ``/keyframe_node/scores`` (diagnostic_msgs/DiagnosticArray as the
+  keyframe node publishes them: one status whose key/values are the score terms) and
   ``/keyframe_node/keyframe`` (std_msgs/Header with the keyframe's stamp, recorded at the
   frame whose arrival decided it, as the live policy would).
 
@@ -84,11 +84,15 @@ class _Keyframes:
         self.scores = bag.add_topic(topics.scores, DIAGNOSTIC_ARRAY)
         self.keyframe = bag.add_topic(topics.keyframe, HEADER)
         self.chosen: List[Dict[str, object]] = []
+        self.frames = 0
+        self.status_name = f'/{topics.scores.strip("/").rsplit("/", 1)[0]}: keyframe score'
 
     def push(self, stamp: int, frame_id: str, record_ns: int, labels, rgb) -> None:
         score = self.scorer.score(labels, image=rgb, reference=self.policy.reference)
+        terms = dict(score.as_dict(), frame_index=self.frames)
+        self.frames += 1
         self.bag.write_message(self.scores, record_ns,
-                               scores_message(stamp, frame_id, score.as_dict()))
+                               scores_message(stamp, frame_id, terms, self.status_name))
         self._write(self.policy.push(stamp, score, frame_id), record_ns)
 
     def flush(self, record_ns: int) -> None:
