@@ -27,7 +27,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Import only the module of the command asked for (replay loads rclpy).
     chosen = next((a for a in argv if not a.startswith('-')), None)
-    parser = argparse.ArgumentParser(prog='semseg bag', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(prog='semseg bag',
+                                     description='make, process, evaluate and replay rosbag2 '
+                                                 'bags')
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
     commands.required = True
     for name, (module, helptext) in COMMANDS.items():

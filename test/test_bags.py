@@ -5,6 +5,7 @@ rosbags and with rclpy's own deserializer, the live replay runs the real segment
 over DDS.
 """
 
+import json
 from pathlib import Path
 import shutil
 import struct
@@ -384,28 +385,37 @@ def test_bad_bags_give_clear_errors_and_exit_2(tmp_path, sample_bag, processed, 
     assert not out.exists()
 
 
-def test_replay_through_the_real_segmentation_node(tmp_path, sample_bag, weights):
-    """Live replay into the segmentation node (a subprocess, DDS): sensible figures and a
-    recording that rclpy reads."""
-    from semseg_ros.nodes.bag_replayer import LaunchOptions, replay_bag
-    params = {'model': MODEL, 'weights': str(weights), 'input_width': SIZE[0],
-              'input_height': SIZE[1], 'threads': 1}
-    recording = tmp_path / 'recording'
-    report = replay_bag(sample_bag, out=recording, progress=False,
-                        launch=LaunchOptions(segmentation_params=params,
-                                             log_dir=tmp_path / 'logs'))
-    assert report.frames_published == FRAMES
-    assert 0 < report.frames_processed <= FRAMES
-    assert report.frames_dropped == FRAMES - report.frames_processed
-    assert report.latency['count'] > 0 and report.latency['median_ms'] > 0
-    assert report.latency['p95_ms'] >= report.latency['median_ms']
-    assert report.achieved_fps is None or report.achieved_fps > 0
-    assert 0.0 <= report.accuracy['miou'] <= 1.0 and report.accuracy['frames'] > 0
-    assert report.unmatched_outputs == 0
+def test_replay_through_a_running_segmentation_node(tmp_path, sample_bag, weights, capsys):
+    """`semseg bag replay --no-launch-nodes` into a segmentation node already running (a
+    subprocess talking DDS): sensible figures, and a recording that rclpy reads.
+
+    (test_demo covers the replay that launches both nodes itself.)
+    """
+    from semseg_ros.nodes.bag_replayer import NodeProcess
+    node = NodeProcess('segmentation_node', 'semseg_ros.nodes.segmentation_node', [
+        '-r', 'image:=/camera/image_raw', '-p', f'weights:={weights}', '-p', f'input_width:={SIZE[0]}',
+        '-p', f'input_height:={SIZE[1]}', '-p', 'threads:=1'], tmp_path / 'node.log')
+    recording, figures = tmp_path / 'recording', tmp_path / 'report.json'
+    try:
+        code = semseg(['bag', 'replay', str(sample_bag), '--no-launch-nodes', '--wait', '60',
+                       '--out', str(recording), '--report', str(figures)])
+        node.check()  # still serving
+    finally:
+        node.stop()
+    output = capsys.readouterr()
+    assert code == 0, output.err[-3000:]
+    assert 'frames: 8 published' in output.out
+    report = json.loads(figures.read_text())
+    assert report['frames_published'] == FRAMES
+    assert 0 < report['frames_processed'] <= FRAMES
+    assert report['frames_dropped'] == FRAMES - report['frames_processed']
+    assert report['latency']['count'] > 0 and report['latency']['median_ms'] > 0
+    assert report['latency']['p95_ms'] >= report['latency']['median_ms']
+    assert 0.0 <= report['accuracy']['miou'] <= 1.0 and report['accuracy']['frames'] > 0
+    assert report['unmatched_outputs'] == 0 and report['info']['launched'] == []
     topics = read_all(recording)
     published = [deserialize_message(raw, Image) for _, raw, _ in topics['/camera/image_raw']]
     assert [stamp_of(m) for m in published] == stamps_expected()
     masks = [deserialize_message(raw, Image) for _, raw, _ in topics[TOPICS.label_mask]]
     assert masks and all(m.encoding == 'mono8' and stamp_of(m) in stamps_expected()
                          for m in masks)
-    assert (tmp_path / 'logs' / 'segmentation_node.log').is_file()

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from semseg_ros.bags.evaluate import (add_topic_arguments, AUTO, evaluate_recording,
                                       LiveReport, OutputTopics, topics_from_args, write_json)
 from semseg_ros.bags.messages import header_stamp_ns
-from semseg_ros.bags.process import add_segmenter_arguments
+from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
 from semseg_ros.bags.storage import (BagWriter, COMPRESSED_IMAGE, find_topic, FORMATS,
                                      IMAGE, IMAGE_TYPES, read_messages, reading)
 
@@ -44,7 +44,15 @@ DEFAULT_WAIT_S = 120.0
 
 
 class ReplayError(RuntimeError):
-    """The live replay could not run: a node did not start or the outputs never came."""
+    """The live replay could not run: a node did not start or the outputs never came.
+
+    Attributes:
+        exit_code: Exit code of the node that ended the replay, or None.
+    """
+
+    def __init__(self, message: str, exit_code: Optional[int] = None):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def message_class(msgtype: str):
@@ -171,7 +179,7 @@ class NodeProcess:
         code = self.process.poll()
         if code is not None:
             raise ReplayError(f'{self.name} exited with code {code} before the replay ended; '
-                              f'its output ({self.log_path}):\n{self.log_tail()}')
+                              f'its output ({self.log_path}):\n{self.log_tail()}', code)
 
     def log_tail(self, lines: int = 15) -> str:
         """Return the last lines the node wrote."""
@@ -216,10 +224,13 @@ def launch_nodes(options: LaunchOptions, topic: str, msgtype: str, topics: Outpu
                          log_dir / f'{seg_name}.log')]
     if options.keyframes:
         kf_name = topics.scores.strip('/').split('/')[0]
+        kf_params = dict(options.keyframe_params)
+        if msgtype == COMPRESSED_IMAGE:  # the keyframe node reads raw images only
+            kf_params.setdefault('use_image', False)
         nodes.append(NodeProcess(
             kf_name, 'semseg_ros.nodes.keyframe_node',
             ['-r', f'label_mask:={topics.label_mask}', '-r', f'image:={base}',
-             *_ros_params(options.keyframe_params)], log_dir / f'{kf_name}.log'))
+             *_ros_params(kf_params)], log_dir / f'{kf_name}.log'))
     return nodes
 
 
@@ -287,8 +298,15 @@ def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: flo
                     node.stop()
         report = evaluate_recording(recording, topic, topics, ground_truth=bag,
                                     labels_topic=labels_topic, class_set=class_set)
-    finally:
+    except ReplayError:
+        # The partial recording is gone already; keep the node logs the message points to.
+        if not (tmpdir / 'logs').is_dir():
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    except BaseException:
         shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    shutil.rmtree(tmpdir, ignore_errors=True)
     report.info.update(bag=str(bag), rate_factor=rate_factor, frames_sent=len(stamps),
                        recording=None if out is None else str(recording),
                        launched=[n.name for n in nodes])
@@ -373,8 +391,11 @@ def launch_options(args: argparse.Namespace) -> Optional[LaunchOptions]:
     """Return the LaunchOptions of the parsed arguments (None with --no-launch-nodes)."""
     if not args.launch_nodes:
         return None
+    segmenter_config(args).validate()  # a bad model or size fails here, not in a subprocess
     weights = args.weights
     if weights not in ('shipped', 'none'):
+        if not Path(weights).is_file():
+            raise ValueError(f'weights file not found: {weights}')
         weights = str(Path(weights).resolve())
     params = {'model': args.model, 'weights': weights, 'class_set': args.class_set,
               'backend': args.backend, 'device': args.device, 'input_width': args.size[0],
@@ -394,7 +415,7 @@ def run(args: argparse.Namespace) -> int:
                             args.class_set, args.format, args.overwrite, args.wait)
     except ReplayError as error:
         print(f'semseg bag replay: {error}', file=sys.stderr)
-        return 1
+        return 2 if error.exit_code == 2 else 1  # 2: a node refused its configuration
     print('\n'.join(report.summary_lines()))
     if args.out:
         print(f'recording written to {args.out}')
