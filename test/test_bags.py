@@ -393,8 +393,9 @@ def test_replay_through_a_running_segmentation_node(tmp_path, sample_bag, weight
     """
     from semseg_ros.nodes.bag_replayer import NodeProcess
     node = NodeProcess('segmentation_node', 'semseg_ros.nodes.segmentation_node', [
-        '-r', 'image:=/camera/image_raw', '-p', f'weights:={weights}', '-p', f'input_width:={SIZE[0]}',
-        '-p', f'input_height:={SIZE[1]}', '-p', 'threads:=1'], tmp_path / 'node.log')
+        '-r', 'image:=/camera/image_raw', '-p', f'weights:={weights}',
+        '-p', f'input_width:={SIZE[0]}', '-p', f'input_height:={SIZE[1]}', '-p', 'threads:=1'],
+        tmp_path / 'node.log')
     recording, figures = tmp_path / 'recording', tmp_path / 'report.json'
     try:
         code = semseg(['bag', 'replay', str(sample_bag), '--no-launch-nodes', '--wait', '60',
