@@ -345,6 +345,8 @@ def test_bad_bags_give_clear_errors_and_exit_2(tmp_path, sample_bag, processed, 
     code, err = run('process', processed[0], '--topic', TOPICS.keyframe, '--out', out)
     assert code == 2 and f'topic {TOPICS.keyframe} carries std_msgs/msg/Header, expected ' \
         'sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage' in err
+    code, err = run('process', sample_bag, '--overwrite', '--out', sample_bag)
+    assert code == 2 and 'the output bag must not be the input bag' in err
     code, err = run('evaluate', sample_bag)
     assert code == 2 and f"no topic '{TOPICS.label_mask}'" in err
 

@@ -29,9 +29,9 @@ from semseg_ros.bags.evaluate import (AUTO, DEFAULT_LABELS_TOPIC, OutputTopics, 
                                       write_json)
 from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
                                       rgb_message, scores_message, stamp_ns)
-from semseg_ros.bags.storage import (BagError, BagWriter, deserialize, DIAGNOSTIC_ARRAY,
-                                     find_topic, FORMATS, has_topic, HEADER, IMAGE, IMAGE_TYPES,
-                                     message_count, read_messages, reading)
+from semseg_ros.bags.storage import (BagError, BagWriter, check_distinct, deserialize,
+                                     DIAGNOSTIC_ARRAY, find_topic, FORMATS, has_topic, HEADER,
+                                     IMAGE, IMAGE_TYPES, message_count, read_messages, reading)
 from semseg_ros.core.backends import BACKENDS
 from semseg_ros.core.bench import parse_size
 from semseg_ros.core.classes import colorize
@@ -131,6 +131,7 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
     Raises:
         BagError: The input is missing, corrupt, or lacks the topics; the output exists.
     """
+    check_distinct(in_bag, out_bag)
     report = ProcessReport(str(out_bag), segmenter=segmenter.describe())
     class_set = segmenter.class_set
     matcher = TruthMatcher(class_set)
@@ -240,7 +241,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``semseg bag process`` with parsed arguments."""
-    with reading(args.bag) as reader:  # check the input before loading a network
+    check_distinct(args.bag, args.out)  # check the input and output before loading a network
+    with reading(args.bag) as reader:
         find_topic(reader, args.topic, IMAGE_TYPES)
     segmenter = Segmenter(segmenter_config(args))
     report = process_bag(args.bag, args.out, segmenter, args.topic, args.labels_topic,

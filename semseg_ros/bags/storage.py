@@ -175,6 +175,12 @@ def serialize(message, msgtype: str) -> bytes:
     return bytes(typestore().serialize_cdr(message, msgtype))
 
 
+def check_distinct(source, target) -> None:
+    """Raise BagError if an output bag would replace the bag it is made from."""
+    if Path(source).resolve() == Path(target).resolve():
+        raise BagError(f'{target}: the output bag must not be the input bag')
+
+
 class BagWriter:
     """Write a rosbag2 bag atomically: into a temporary folder, renamed into place at the end.
 

@@ -37,8 +37,8 @@ from semseg_ros.bags.evaluate import (add_topic_arguments, AUTO, evaluate_record
                                       LiveReport, OutputTopics, topics_from_args, write_json)
 from semseg_ros.bags.messages import header_stamp_ns
 from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
-from semseg_ros.bags.storage import (BagWriter, COMPRESSED_IMAGE, find_topic, FORMATS,
-                                     IMAGE, IMAGE_TYPES, read_messages, reading)
+from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
+                                     FORMATS, IMAGE, IMAGE_TYPES, read_messages, reading)
 
 DEFAULT_WAIT_S = 120.0
 
@@ -276,6 +276,8 @@ def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: flo
     """
     if not rate_factor > 0:
         raise ValueError(f'rate factor must be positive, got {rate_factor!r}')
+    if out is not None:
+        check_distinct(bag, out)
     with reading(bag) as reader:
         msgtype = find_topic(reader, topic, IMAGE_TYPES)[0].msgtype
     tmpdir = Path(tempfile.mkdtemp(prefix='semseg_replay_'))
