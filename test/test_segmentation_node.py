@@ -37,11 +37,13 @@ import yaml
 
 from semseg_ros.core import conversions
 from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.serving import render_overlay
 from semseg_ros.core.weights import save_weights
 from semseg_ros.models import create_model, list_models, model_info
-from semseg_ros.nodes.segmentation_node import parameter_specs
+from semseg_ros.nodes.segmentation_node import (NodeConfigError, parameter_specs,
+                                                SegmentationNode)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / 'config'
@@ -102,11 +104,18 @@ class NodeProcess:
             self.process.wait()
             pytest.fail(f'node did not exit within {timeout} s:\n{self.log()}')
 
-    def stop(self, sig=signal.SIGINT) -> int:
-        """Send ``sig`` and return the exit code."""
+    def signal(self, sig) -> None:
+        """Send ``sig`` if the process still runs."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
-        return self.wait_exit()
+
+
+def stop_all(nodes, signals) -> None:
+    """Signal every node at once, then assert each exits with 0 and no traceback."""
+    for node, sig in zip(nodes, signals):
+        node.signal(sig)
+    for node in nodes:
+        assert_clean_exit(node, node.wait_exit())
 
 
 def assert_clean_exit(node: NodeProcess, code: int) -> None:
@@ -305,19 +314,43 @@ def common_args(weights_file):
             '-p', 'threads:=1']
 
 
+def config_node_args(config: str, weights_file) -> list:
+    """Arguments of a node started from a config file, renamed after it."""
+    name = config.removesuffix('.yaml')
+    args = ['--params-file', str(CONFIG_DIR / config), '-r', f'__node:={name}',
+            '-r', f'image:=/{name}/image', '-p', 'threads:=1']
+    if config == 'cpu_robot.yaml':
+        return args + ['-p', f'weights:={weights_file}']
+    # Jetson configs: no trained weights here; a small input keeps the export quick.
+    return args + ['-p', 'weights:=none', '-p', 'input_width:=160', '-p', 'input_height:=120']
+
+
 @pytest.fixture(scope='module')
 def node_processes(tmp_dir, weights_file):
-    """Start the raw-image and the compressed-image nodes together (start-up dominates)."""
-    raw = NodeProcess(tmp_dir, 'raw_node', [
-        *common_args(weights_file), '-p', 'publish_confidence:=true',
-        '-r', f'image:={RAW_TOPIC}'])
-    compressed = NodeProcess(tmp_dir, 'compressed_node', [
-        *common_args(weights_file), '-p', 'input_transport:=compressed',
-        '-p', 'qos_reliability:=reliable', '-p', 'output_resolution:=network',
-        '-r', '__ns:=/robot', '-r', f'image:={COMPRESSED_BASE}'])
-    yield {'raw': raw, 'compressed': compressed}
-    for node in (raw, compressed):
-        assert_clean_exit(node, node.stop(signal.SIGINT))
+    """Start every node subprocess of the module at once: start-up dominates the run time.
+
+    The raw-image and compressed-image nodes serve most tests; the config nodes and a node
+    with a bad parameter are checked by their own tests.
+    """
+    nodes = {
+        'raw': NodeProcess(tmp_dir, 'raw_node', [
+            *common_args(weights_file), '-p', 'publish_confidence:=true',
+            '-r', f'image:={RAW_TOPIC}']),
+        'compressed': NodeProcess(tmp_dir, 'compressed_node', [
+            *common_args(weights_file), '-p', 'input_transport:=compressed',
+            '-p', 'qos_reliability:=reliable', '-p', 'output_resolution:=network',
+            '-r', '__ns:=/robot', '-r', f'image:={COMPRESSED_BASE}']),
+        'bad_model': NodeProcess(tmp_dir, 'bad_model', [
+            '-r', '__node:=bad_model', '-p', 'model:=segformer']),
+    }
+    for config in CONFIGS:
+        nodes[config] = NodeProcess(tmp_dir, config.removesuffix('.yaml'),
+                                    config_node_args(config, weights_file))
+    yield nodes
+    stop_all([nodes['raw'], nodes['compressed']], [signal.SIGINT, signal.SIGTERM])
+    for node in nodes.values():  # those a deselected test did not stop
+        node.signal(signal.SIGTERM)
+        node.wait_exit()
 
 
 def wait_ready(probe: Probe, node: NodeProcess, node_name: str):
@@ -647,25 +680,12 @@ def test_config_files_hold_valid_parameters(config):
         assert parameters['device'] == 'cuda' and parameters['fp16'] is True
 
 
-def test_config_files_start_the_node(probe, tmp_dir, weights_file):
+def test_config_files_start_the_node(probe, node_processes):
     """The three configs load with --params-file; the Jetson ones fall back to the CPU here.
 
     Also the signals: SIGTERM and SIGINT end the nodes with exit code 0, no traceback.
     """
-    nodes = {}
-    for config in CONFIGS:
-        name = config.removesuffix('.yaml')
-        args = ['--params-file', str(CONFIG_DIR / config), '-r', f'__node:={name}',
-                '-r', f'image:=/{name}/image', '-p', 'threads:=1']
-        model = yaml.safe_load((CONFIG_DIR / config).read_text())['/**']['ros__parameters'][
-            'model']
-        if config == 'cpu_robot.yaml':
-            args += ['-p', f'weights:={weights_file}']
-        elif model in list_models():
-            args += ['-p', 'weights:=none', '-p', 'input_width:=160', '-p', 'input_height:=120']
-        else:  # the network is not in this checkout yet: the device fallback is still tested
-            args += ['-p', 'weights:=none', '-p', f'model:={MODEL}']
-        nodes[name] = NodeProcess(tmp_dir, name, args)
+    nodes = {config.removesuffix('.yaml'): node_processes[config] for config in CONFIGS}
     try:
         logs = {name: node.wait_for_log('segmenting ') for name, node in nodes.items()}
         assert 'on onnxruntime [CPUExecutionProvider] at 512x256' in logs['cpu_robot'], \
@@ -681,35 +701,67 @@ def test_config_files_start_the_node(probe, tmp_dir, weights_file):
         assert (outputs['label_mask'].width, outputs['label_mask'].height) == (160, 120)
         probe.node.destroy_publisher(camera)
     finally:
-        codes = {name: node.stop(signal.SIGTERM if name != 'jetson_enet' else signal.SIGINT)
-                 for name, node in nodes.items()}
-    for name, node in nodes.items():
-        assert_clean_exit(node, codes[name])
+        stop_all(list(nodes.values()), [signal.SIGTERM, signal.SIGINT, signal.SIGTERM])
 
 
-BAD_PARAMETERS = {
-    'model:=segformer': 'valid values: ' + ', '.join(list_models()),
-    'backend:=tensorflow': 'valid values: torch, onnxruntime',
-    'input_transport:=theora': 'valid values: raw, compressed',
-    'weights:=/nonexistent/weights.pt': 'weights file not found: /nonexistent/weights.pt',
-    'overlay_alpha:=1.5': 'overlay_alpha',
-}
+def test_bad_parameter_exits_with_one_fatal_line(node_processes):
+    """From the command line: exit code 2, one fatal line listing the models, no traceback."""
+    node = node_processes['bad_model']
+    code = node.wait_exit()
+    log = node.log()
+    assert code == 2, log
+    fatal = [line for line in log.splitlines() if '[FATAL]' in line]
+    assert len(fatal) == 1, log
+    assert "invalid parameter model: 'segformer'; valid values: " + ', '.join(
+        list_models()) in fatal[0]
+    assert 'Traceback' not in log, log
 
 
 @pytest.fixture(scope='module')
-def bad_parameter_runs(tmp_dir):
-    """Start one node per bad parameter, all at once, and wait for them to exit."""
-    nodes = {argument: NodeProcess(tmp_dir, f'bad_{i}', ['-r', f'__node:=bad_{i}',
-                                                         '-p', argument])
-             for i, argument in enumerate(BAD_PARAMETERS)}
-    return {argument: (node.wait_exit(), node.log()) for argument, node in nodes.items()}
+def other_model_weights(tmp_dir):
+    """Weights of mininet_v2: valid, but not for mininet_v2_cpu."""
+    network = create_model('mininet_v2', num_classes=CLASSES.num_classes)
+    return save_weights(tmp_dir / 'mininet_v2_test.pt', network, 'mininet_v2',
+                        CLASSES.num_classes, 'camvid')
 
 
-@pytest.mark.parametrize('argument', BAD_PARAMETERS)
-def test_bad_parameter_refuses_to_start(bad_parameter_runs, argument):
-    """One fatal line naming the problem (and the valid values), exit code 2, no traceback."""
-    code, log = bad_parameter_runs[argument]
-    assert code == 2, log
-    fatal = [line for line in log.splitlines() if '[FATAL]' in line]
-    assert len(fatal) == 1 and BAD_PARAMETERS[argument] in fatal[0], log
-    assert 'Traceback' not in log, log
+BAD_PARAMETERS = [
+    ('model:=segformer', 'valid values: ' + ', '.join(list_models())),
+    ('backend:=tensorflow', 'valid values: torch, onnxruntime'),
+    ('device:=tpu', 'valid values: cpu, cuda'),
+    ('input_transport:=theora', 'valid values: raw, compressed'),
+    ('qos_reliability:=sometimes', 'valid values: best_effort, reliable'),
+    ('output_resolution:=half', 'valid values: input, network'),
+    ('class_set:=pascal', "unknown class set 'pascal'; shipped class sets: camvid"),
+    ('weights:=/nonexistent/weights.pt', 'weights file not found: /nonexistent/weights.pt'),
+    ('weights:=OTHER_MODEL', "weights are for model 'mininet_v2', expected 'mininet_v2_cpu'"),
+    ('input_width:=100', 'multiples of 8'),
+    ('overlay_alpha:=1.5', 'overlay_alpha out of range'),
+    ('overlay_alpha:=1', 'write a decimal point'),
+    ('threads:=-1', 'threads out of range'),
+]
+
+
+@pytest.mark.parametrize('argument,expected', BAD_PARAMETERS,
+                         ids=[argument for argument, _ in BAD_PARAMETERS])
+def test_bad_parameter_is_refused_with_a_clear_message(probe, other_model_weights, argument,
+                                                       expected):
+    """Each invalid value stops the node with a message naming it (and the valid values)."""
+    argument = argument.replace('OTHER_MODEL', str(other_model_weights))
+    name = argument.split(':=')[0]
+    with pytest.raises(NodeConfigError) as refused:
+        SegmentationNode(f'refused_{name}', context=probe.context, cli_args=[
+            '--ros-args', '-p', 'weights:=none', '-p', 'backend:=torch', '-p', argument])
+    assert expected in str(refused.value)
+
+
+def test_missing_shipped_weights_are_named(probe):
+    """The default weights: shipped, for a model that has none yet, says what to do."""
+    missing = [m for m in list_models() if not shipped_weights(m).is_file()]
+    if not missing:
+        pytest.skip('every model has shipped weights')
+    with pytest.raises(NodeConfigError) as refused:
+        SegmentationNode('refused_shipped', context=probe.context, cli_args=[
+            '--ros-args', '-p', f'model:={missing[0]}', '-p', 'backend:=torch'])
+    assert f'no shipped weights for {missing[0]}' in str(refused.value)
+    assert 'semseg train' in str(refused.value)

@@ -72,3 +72,22 @@ class ConcatDownsample(nn.Module):
         if self.use_pool:
             y = torch.cat([y, self.pool_bn(self.pool(x))], 1)
         return self.relu(y)
+
+
+class SegmentationNet(nn.Module):
+    """Base of the networks: a name for messages and the input-size check.
+
+    Args:
+        name: Model name used in error messages.
+    """
+
+    input_multiple = 8
+
+    def __init__(self, name: str):
+        """Store the name."""
+        super().__init__()
+        self.name = name
+
+    def check(self, image: Tensor) -> None:
+        """Raise ValueError unless ``image`` is a batch this network can take."""
+        check_image(self.name, image, self.input_multiple)

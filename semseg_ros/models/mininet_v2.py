@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn, Tensor
 
-from semseg_ros.models.layers import check_image, ConcatDownsample, ConvBN
+from semseg_ros.models.layers import ConcatDownsample, ConvBN, SegmentationNet
 from semseg_ros.models.registry import register_model
 
 # MiniNet convention (TensorFlow defaults ported to PyTorch).
@@ -93,7 +93,7 @@ class UpsampleBlock(nn.Sequential):
             nn.ReLU(inplace=True))
 
 
-class MiniNetV2(nn.Module):
+class MiniNetV2(SegmentationNet):
     """MiniNet-v2: ``N x 3 x H x W`` images to ``N x classes x H/2 x W/2`` logits.
 
     Args:
@@ -105,13 +105,10 @@ class MiniNetV2(nn.Module):
         name: Model name used in error messages.
     """
 
-    input_multiple = 8
-
     def __init__(self, num_classes: int, stage2_modules: int, stage3_dilations: Sequence[int],
                  decoder_modules: int, dropout: float = 0.25, name: str = 'mininet_v2'):
         """Build the network."""
-        super().__init__()
-        self.name = name
+        super().__init__(name)
         self.down1 = ConcatDownsample(3, 16, BN_EPS)
         self.down2 = ConcatDownsample(16, 64, BN_EPS)
         self.stage2 = nn.Sequential(*[ResidualSeparable(64) for _ in range(stage2_modules)])
@@ -127,7 +124,7 @@ class MiniNetV2(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         """Return the class logits at half the input resolution."""
-        check_image(self.name, image, self.input_multiple)
+        self.check(image)
         x = self.stage2(self.down2(self.down1(image)))
         x = self.stage3(self.down3(x))
         x = self.up1(x) + self.refine(image)

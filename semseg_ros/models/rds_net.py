@@ -31,13 +31,15 @@ Choices where the description leaves room:
 * The 3x3 classifier has a bias; the upsampling is bilinear with ``align_corners=False``.
 
 Complexity: 0.292M parameters and 3.41 GMACs at 1024x512 with 19 classes; 0.283M and
-1.10 GMACs at 480x360 with 11. No paper figures are registered since the paper's could not be checked.
+1.10 GMACs at 480x360 with 11. No paper figures are registered: the paper could not be
+checked.
 """
 
 from torch import nn, Tensor
 import torch.nn.functional as F
 
-from semseg_ros.models.layers import channel_shuffle, check_image, ConcatDownsample, ConvBN
+from semseg_ros.models.layers import (channel_shuffle, ConcatDownsample, ConvBN,
+                                      SegmentationNet)
 from semseg_ros.models.registry import register_model
 
 SHUFFLE_GROUPS = 4
@@ -66,7 +68,7 @@ class RDSBlock(nn.Module):
         return self.relu(x + self.dropout(y))
 
 
-class RDSNet(nn.Module):
+class RDSNet(SegmentationNet):
     """RDS-Net: ``N x 3 x H x W`` images to ``N x classes x H x W`` logits.
 
     Args:
@@ -74,12 +76,9 @@ class RDSNet(nn.Module):
         name: Model name used in error messages.
     """
 
-    input_multiple = 8
-
     def __init__(self, num_classes: int, name: str = 'rds_net'):
         """Build the network."""
-        super().__init__()
-        self.name = name
+        super().__init__(name)
         self.down1 = ConcatDownsample(3, 32)
         self.down2 = ConcatDownsample(32, 64)
         self.stage1 = nn.Sequential(*[RDSBlock(64, dropout=0.5) for _ in range(3)])
@@ -90,7 +89,7 @@ class RDSNet(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         """Return the class logits at the input resolution."""
-        check_image(self.name, image, self.input_multiple)
+        self.check(image)
         x = self.stage1(self.down2(self.down1(image)))
         x = self.classifier(self.stage2(self.down3(x)))
         return F.interpolate(x, size=image.shape[-2:], mode='bilinear', align_corners=False)

@@ -294,8 +294,8 @@ class SegmentationNode(Node):
             try:
                 self._process(*item)
             except Exception as error:  # keep serving: report, count, take the next frame
-                if self._slot.closed:
-                    return  # shutting down: publishers may already be gone
+                if self._slot.closed or not self.context.ok():
+                    return  # shutting down: publishing fails once the context is gone
                 self.stats.count('failed')
                 self._report(f'segmenting a frame failed: {type(error).__name__}: {error}')
 
@@ -421,6 +421,10 @@ def main(args=None) -> int:
                 node = SegmentationNode()
             except NodeConfigError:
                 return EXIT_BAD_CONFIG  # the reason was logged as one fatal line
+            except Exception:
+                if not rclpy.ok():  # SIGTERM shut ROS down while the model was loading
+                    return 0
+                raise
             try:
                 rclpy.spin(node)
             finally:
