@@ -16,7 +16,7 @@ SUBCOMMANDS = {
     'train': ('semseg_ros.training.train', 'train a network on CamVid, Cityscapes or a folder'),
     'eval': ('semseg_ros.training.evaluate', 'evaluate a network: mIoU, per-class IoU, plots'),
     'keyframes': ('semseg_ros.keyframes.offline', 'select keyframes offline over a sequence'),
-    'bag': ('semseg_ros.bags.cli', 'make, process and replay rosbag2 bags'),
+    'bag': ('semseg_ros.bag_cli', 'make, process and replay rosbag2 bags'),
 }
 
 

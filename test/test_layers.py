@@ -16,7 +16,7 @@ ALLOWED = {
     'data': {'models', 'core', 'data'},
     'training': {'models', 'core', 'data', 'training'},
     'bags': {'models', 'core', 'data', 'keyframes', 'bags'},
-    'nodes': {'models', 'core', 'keyframes', 'nodes'},
+    'nodes': {'models', 'core', 'keyframes', 'data', 'bags', 'nodes'},
 }
 PURE_LAYERS = ['models', 'core', 'keyframes', 'data', 'training']
 

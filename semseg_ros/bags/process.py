@@ -1,0 +1,266 @@
+"""``semseg bag process``: segment every frame of a bag offline, deterministically.
+
+No frame is dropped and nothing waits on a clock: frames are read in order and processed as
+fast as the CPU allows. The output bag gets, for every image, with the image's header (stamp
+and frame id) and record time:
+
+* ``/segmentation_node/label_mask`` (mono8 class ids) and ``/segmentation_node/color_mask``
+  (rgb8 palette colours), the topics the live segmentation node publishes;
+* with ``--keyframes``: ``/keyframe_node/scores`` (diagnostic_msgs/DiagnosticArray as the
+  keyframe node publishes them: one status whose key/values are the score terms) and
+  ``/keyframe_node/keyframe`` (std_msgs/Header with the keyframe's stamp, recorded at the
+  frame whose arrival decided it, as the live policy would).
+
+By default every input topic is copied too, so the output bag is self-contained (camera,
+ground truth and results side by side in Foxglove); ``--no-copy-input`` writes the results
+only. With ground truth (``/camera/labels`` as ``semseg bag make --labels`` writes, or
+``--labels-topic``) it reports mIoU and per-class IoU.
+"""
+
+import argparse
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+import time
+from typing import Dict, List, Optional
+
+from tqdm import tqdm
+
+from semseg_ros.bags.evaluate import (AUTO, DEFAULT_LABELS_TOPIC, OutputTopics, TruthMatcher,
+                                      write_json)
+from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
+                                      rgb_message, scores_message, stamp_ns)
+from semseg_ros.bags.storage import (BagError, BagWriter, check_distinct, deserialize,
+                                     DIAGNOSTIC_ARRAY, find_topic, FORMATS, has_topic, HEADER,
+                                     IMAGE, IMAGE_TYPES, message_count, read_messages, reading)
+from semseg_ros.core.backends import BACKENDS
+from semseg_ros.core.bench import parse_size
+from semseg_ros.core.classes import colorize
+from semseg_ros.core.conversions import ImageConversionError
+from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+from semseg_ros.keyframes import KeyframePolicy, KeyframeScorer, load_keyframe_config
+
+
+@dataclass
+class ProcessReport:
+    """What :func:`process_bag` did.
+
+    Attributes:
+        output: The bag written.
+        frames: Images segmented.
+        bad_frames: Images that could not be decoded (skipped, each reported).
+        seconds: Wall time of the whole run (reading, segmenting, writing).
+        fps: ``frames / seconds``.
+        segment_ms: Mean Segmenter time per frame (pre-process, inference, post-process).
+        accuracy: mIoU, per-class IoU and pixel accuracy, or None without ground truth.
+        keyframes: One dict per keyframe: ``index``, ``stamp_ns``, ``reason``, ``total``.
+        topics: Topic -> messages written.
+        segmenter: The Segmenter's configuration and runtime.
+    """
+
+    output: str
+    frames: int = 0
+    bad_frames: int = 0
+    seconds: float = 0.0
+    fps: float = 0.0
+    segment_ms: float = 0.0
+    accuracy: Optional[Dict[str, object]] = None
+    keyframes: List[Dict[str, object]] = field(default_factory=list)
+    topics: Dict[str, int] = field(default_factory=dict)
+    segmenter: Dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, object]:
+        """Return the report as plain JSON types."""
+        return asdict(self)
+
+
+class _Keyframes:
+    """Scores frames and runs the online policy, writing scores and decisions to the bag."""
+
+    def __init__(self, bag: BagWriter, topics: OutputTopics, config_path: Optional[Path]):
+        config = load_keyframe_config(config_path)
+        self.scorer = KeyframeScorer(config)
+        self.policy = KeyframePolicy.from_config(config)
+        self.bag = bag
+        self.scores = bag.add_topic(topics.scores, DIAGNOSTIC_ARRAY)
+        self.keyframe = bag.add_topic(topics.keyframe, HEADER)
+        self.chosen: List[Dict[str, object]] = []
+        self.frames = 0
+        self.status_name = f'/{topics.scores.strip("/").rsplit("/", 1)[0]}: keyframe score'
+
+    def push(self, stamp: int, frame_id: str, record_ns: int, labels, rgb) -> None:
+        score = self.scorer.score(labels, image=rgb, reference=self.policy.reference)
+        terms = dict(score.as_dict(), frame_index=self.frames)
+        self.frames += 1
+        self.bag.write_message(self.scores, record_ns,
+                               scores_message(stamp, frame_id, terms, self.status_name))
+        self._write(self.policy.push(stamp, score, frame_id), record_ns)
+
+    def flush(self, record_ns: int) -> None:
+        self._write(self.policy.flush(), record_ns)
+
+    def _write(self, decisions, record_ns: int) -> None:
+        for decision in decisions:
+            self.bag.write_message(self.keyframe, record_ns,
+                                   header(decision.stamp_ns, decision.payload))
+            self.chosen.append({'index': decision.index, 'stamp_ns': decision.stamp_ns,
+                                'reason': decision.reason, 'total': decision.score.total})
+
+
+def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/image_raw',
+                labels_topic: str = AUTO, keyframes: bool = False,
+                keyframe_config: Optional[Path] = None, copy_input: bool = True,
+                topics: OutputTopics = OutputTopics(), storage: str = 'mcap',
+                overwrite: bool = False, progress: bool = True) -> ProcessReport:
+    """Segment every image of a bag and write the results to a new bag (atomically).
+
+    Args:
+        in_bag: The bag to read.
+        out_bag: The bag folder to create.
+        segmenter: The network to run.
+        topic: Image topic (sensor_msgs/Image or CompressedImage).
+        labels_topic: Ground-truth mono8 topic; ``'auto'``: ``/camera/labels`` if the bag
+            has it; ``''``: none.
+        keyframes: Also score frames and select keyframes.
+        keyframe_config: Keyframe configuration file (None: the shipped one).
+        copy_input: Copy every input topic to the output bag.
+        topics: Names of the output topics.
+        storage: ``mcap`` or ``sqlite3``.
+        overwrite: Replace an existing output bag.
+        progress: Show a progress bar.
+
+    Raises:
+        BagError: The input is missing, corrupt, or lacks the topics; the output exists.
+    """
+    check_distinct(in_bag, out_bag)
+    report = ProcessReport(str(out_bag), segmenter=segmenter.describe())
+    class_set = segmenter.class_set
+    matcher = TruthMatcher(class_set)
+    start = time.perf_counter()
+    segment_ms = 0.0
+    with reading(in_bag) as reader, BagWriter(out_bag, storage, overwrite) as bag:
+        images = find_topic(reader, topic, IMAGE_TYPES)
+        if labels_topic == AUTO:
+            labels_topic = DEFAULT_LABELS_TOPIC if has_topic(reader, DEFAULT_LABELS_TOPIC) \
+                else ''
+        truths = find_topic(reader, labels_topic, (IMAGE,)) if labels_topic else []
+        wanted = list(reader.connections) if copy_input else images + truths
+        label_out = bag.add_topic(topics.label_mask, IMAGE)
+        color_out = bag.add_topic(topics.color_mask, IMAGE)
+        selector = _Keyframes(bag, topics, keyframe_config) if keyframes else None
+        bar = tqdm(total=message_count(images), desc='bag process', unit='frame',
+                   disable=not progress)
+        record_ns = 0
+        for connection, record_ns, raw in read_messages(reader, wanted):
+            if copy_input:
+                bag.write(bag.copy_topic(connection), record_ns, raw)
+            where = f'{in_bag}: {connection.topic} at {record_ns} ns'
+            if connection.topic == labels_topic:
+                message = deserialize(raw, IMAGE, where)
+                try:
+                    matcher.truth(stamp_ns(message), decode_labels(message))
+                except ImageConversionError as error:
+                    raise BagError(f'{where}: bad ground-truth labels: {error}') from error
+            if connection.topic != topic:
+                continue
+            message = deserialize(raw, connection.msgtype, where)
+            stamp, frame_id = stamp_ns(message), message.header.frame_id
+            try:
+                rgb = decode_rgb(message, connection.msgtype)
+            except ImageConversionError as error:
+                report.bad_frames += 1
+                tqdm.write(f'bag process: skipping the image {where}: {error}')
+                bar.update()
+                continue
+            result = segmenter.segment(rgb)
+            segment_ms += sum(result.timings_ms.values())
+            labels = result.labels
+            bag.write_message(label_out, record_ns, labels_message(labels, stamp, frame_id))
+            bag.write_message(color_out, record_ns,
+                              rgb_message(colorize(labels, class_set), stamp, frame_id)[1])
+            matcher.prediction(stamp, labels)
+            if selector is not None:
+                selector.push(stamp, frame_id, record_ns, labels, rgb)
+            report.frames += 1
+            bar.update()
+        bar.close()
+        if selector is not None:
+            selector.flush(record_ns)
+            report.keyframes = selector.chosen
+        report.topics = dict(bag.counts)
+    report.seconds = time.perf_counter() - start
+    report.fps = report.frames / report.seconds if report.seconds > 0 else 0.0
+    report.segment_ms = segment_ms / report.frames if report.frames else 0.0
+    report.accuracy = matcher.result()
+    return report
+
+
+def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the network options (model, weights, backend, size, threads)."""
+    parser.add_argument('--model', default='mininet_v2_cpu',
+                        help='network (default mininet_v2_cpu)')
+    parser.add_argument('--weights', default='shipped',
+                        help='weights file, "shipped" (default) or "none" (untrained)')
+    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
+    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--size', type=parse_size, default=(512, 256),
+                        help='network input WxH (default 512x256)')
+    parser.add_argument('--threads', type=int, default=0,
+                        help='inference threads (default 0: all cores)')
+
+
+def segmenter_config(args: argparse.Namespace) -> SegmenterConfig:
+    """Return the SegmenterConfig of :func:`add_segmenter_arguments`' options."""
+    return SegmenterConfig(model=args.model, weights=args.weights, class_set=args.class_set,
+                           backend=args.backend, device=args.device,
+                           input_width=args.size[0], input_height=args.size[1],
+                           threads=args.threads)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``semseg bag process``'s options to a parser."""
+    parser.add_argument('bag', type=Path, help='input bag')
+    parser.add_argument('--topic', default='/camera/image_raw',
+                        help='image topic (default /camera/image_raw)')
+    add_segmenter_arguments(parser)
+    parser.add_argument('--class-set', default='camvid', help='class set (default camvid)')
+    parser.add_argument('--keyframes', action='store_true',
+                        help='also score frames and select keyframes')
+    parser.add_argument('--keyframe-config', type=Path,
+                        help='keyframe configuration (default: the shipped keyframes.yaml)')
+    parser.add_argument('--labels-topic', default=AUTO,
+                        help=f'ground-truth topic for mIoU; "auto" (default): '
+                             f'{DEFAULT_LABELS_TOPIC} if present; "" for none')
+    parser.add_argument('--no-copy-input', dest='copy_input', action='store_false',
+                        help='write only the results, not the input topics')
+    parser.add_argument('--format', default='mcap', choices=tuple(FORMATS),
+                        help='storage format of the output (default mcap)')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
+    parser.add_argument('--report', type=Path, help='also write the figures to this JSON file')
+    parser.add_argument('--out', required=True, type=Path, help='bag folder to create')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``semseg bag process`` with parsed arguments."""
+    check_distinct(args.bag, args.out)  # check the input and output before loading a network
+    with reading(args.bag) as reader:
+        find_topic(reader, args.topic, IMAGE_TYPES)
+    segmenter = Segmenter(segmenter_config(args))
+    report = process_bag(args.bag, args.out, segmenter, args.topic, args.labels_topic,
+                         args.keyframes, args.keyframe_config, args.copy_input,
+                         storage=args.format, overwrite=args.overwrite)
+    print(f'wrote {report.output}: {report.frames} frames in {report.seconds:.2f} s = '
+          f'{report.fps:.1f} FPS (segmentation {report.segment_ms:.1f} ms/frame)')
+    if report.bad_frames:
+        print(f'skipped {report.bad_frames} undecodable images')
+    if report.accuracy:
+        print(f'mIoU {report.accuracy["miou"]:.3f} over {report.accuracy["frames"]} frames; '
+              'per class: ' + ', '.join(
+                  f'{name} {"n/a" if iou is None else f"{iou:.3f}"}'
+                  for name, iou in report.accuracy['iou'].items()))
+    if args.keyframes:
+        print(f'{len(report.keyframes)} keyframes at frames '
+              + ', '.join(f'{k["index"]} ({k["reason"]})' for k in report.keyframes))
+    if args.report:
+        write_json(args.report, report.to_dict())
+        print(f'figures written to {args.report}')
+    return 0

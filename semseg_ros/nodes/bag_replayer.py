@@ -1,0 +1,427 @@
+"""``semseg bag replay``: live evaluation of the nodes through DDS, from a bag.
+
+The bag's images are published with their original timing (scaled by ``--rate-factor``) as
+serialized messages, exactly as ``ros2 bag play`` does, into nodes that are already running
+or that this command starts as subprocesses (the segmentation node, and with
+``--keyframes`` the keyframe node). Everything the nodes publish on the recorded topics is
+received as serialized messages (``raw=True``) and written to a rosbag2 bag together with the
+published images: images timed at publish, outputs at receipt, one clock. That recording is
+then evaluated by :func:`semseg_ros.bags.evaluate.evaluate_recording` (latency median and p95,
+processed and dropped frames, achieved FPS, mIoU against the bag's ground truth).
+
+Recording subscriptions are made once a topic's publishers are discovered, with their
+reliability and durability (as ``ros2 bag record`` adapts to publishers).
+"""
+
+import argparse
+from dataclasses import dataclass, field
+import importlib
+import os
+from pathlib import Path
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from tqdm import tqdm
+
+from semseg_ros.bags.evaluate import (add_topic_arguments, AUTO, evaluate_recording,
+                                      LiveReport, OutputTopics, topics_from_args, write_json)
+from semseg_ros.bags.messages import header_stamp_ns
+from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
+from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
+                                     FORMATS, IMAGE, IMAGE_TYPES, read_messages, reading)
+
+DEFAULT_WAIT_S = 120.0
+
+
+class ReplayError(RuntimeError):
+    """The live replay could not run: a node did not start or the outputs never came.
+
+    Attributes:
+        exit_code: Exit code of the node that ended the replay, or None.
+    """
+
+    def __init__(self, message: str, exit_code: Optional[int] = None):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def message_class(msgtype: str):
+    """Return the rclpy message class of a type name like ``sensor_msgs/msg/Image``."""
+    package, kind, name = msgtype.split('/')
+    return getattr(importlib.import_module(f'{package}.{kind}'), name)
+
+
+class BagReplayer(Node):
+    """Publishes serialized images and records serialized outputs into a BagWriter.
+
+    Args:
+        topic: The camera topic to publish on.
+        msgtype: Its message type (``sensor_msgs/msg/Image`` or ``CompressedImage``).
+        record: Topic -> message type of the outputs to record.
+        bag: Where published and received messages go.
+    """
+
+    def __init__(self, topic: str, msgtype: str, record: Dict[str, str], bag: BagWriter,
+                 **kwargs):
+        super().__init__('bag_replayer', **kwargs)
+        self.bag = bag
+        self._input = bag.add_topic(topic, msgtype)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
+        self.publisher = self.create_publisher(message_class(msgtype), topic, qos)
+        self._wanted = dict(record)
+        self.subscriptions_by_topic = {}
+        self.received: Dict[str, int] = dict.fromkeys(record, 0)
+        self.stamps: Dict[str, set] = {t: set() for t in record}
+        self.last_receipt = time.monotonic()
+        self._lock = threading.Lock()
+        self.discover()
+        self.create_timer(0.2, self.discover)
+
+    def discover(self) -> None:
+        """Subscribe to every wanted topic whose publishers have appeared."""
+        for topic, msgtype in self._wanted.items():
+            if topic in self.subscriptions_by_topic:
+                continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue
+            reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                           for p in publishers)
+            latched = all(p.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+                          for p in publishers)
+            qos = QoSProfile(
+                history=HistoryPolicy.KEEP_LAST, depth=100,
+                reliability=ReliabilityPolicy.RELIABLE if reliable
+                else ReliabilityPolicy.BEST_EFFORT,
+                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                else DurabilityPolicy.VOLATILE)
+            connection = self.bag.add_topic(topic, msgtype)
+            self.subscriptions_by_topic[topic] = self.create_subscription(
+                message_class(msgtype), topic, self._recorder(topic, connection), qos,
+                raw=True)
+
+    def _recorder(self, topic: str, connection) -> Callable[[bytes], None]:
+        def record(raw: bytes) -> None:
+            now = time.time_ns()
+            self.bag.write(connection, now, raw)
+            try:
+                stamp = header_stamp_ns(raw)
+            except ValueError:
+                stamp = None  # evaluation reports it; recording goes on
+            with self._lock:
+                self.received[topic] += 1
+                if stamp is not None:
+                    self.stamps[topic].add(stamp)
+                self.last_receipt = time.monotonic()
+        return record
+
+    def matched(self, topic: str) -> bool:
+        """Whether a recording subscription on topic is matched with a publisher."""
+        subscription = self.subscriptions_by_topic.get(topic)
+        return subscription is not None and subscription.get_publisher_count() > 0
+
+    def publish_raw(self, raw: bytes) -> None:
+        """Publish one serialized image now and record it at its publish time."""
+        now = time.time_ns()
+        self.publisher.publish(raw)
+        self.bag.write(self._input, now, raw)
+
+    def answered(self, topic: str, stamps: Sequence[int]) -> int:
+        """How many of the given stamps have arrived on an output topic."""
+        with self._lock:
+            return len(self.stamps[topic].intersection(stamps))
+
+
+@dataclass
+class LaunchOptions:
+    """Which nodes ``replay_bag`` starts and how.
+
+    Attributes:
+        segmentation_params: ``-p name:=value`` parameters of the segmentation node.
+        keyframes: Also start the keyframe node.
+        keyframe_params: Its parameters.
+        log_dir: Where the nodes' output goes (one ``<node>.log`` each).
+    """
+
+    segmentation_params: Dict[str, object] = field(default_factory=dict)
+    keyframes: bool = False
+    keyframe_params: Dict[str, object] = field(default_factory=dict)
+    log_dir: Optional[Path] = None
+
+
+class NodeProcess:
+    """A node run as ``python -m <module> --ros-args ...``, its output in a log file."""
+
+    def __init__(self, name: str, module: str, ros_args: List[str], log_path: Path):
+        """Start the node (with this process's environment: ROS_DOMAIN_ID, discovery...)."""
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, 'wb')
+        self.process = subprocess.Popen(
+            [sys.executable, '-m', module, '--ros-args', '-r', f'__node:={name}', *ros_args],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=dict(os.environ))
+
+    def check(self) -> None:
+        """Raise ReplayError with the node's last output if it has exited."""
+        code = self.process.poll()
+        if code is not None:
+            raise ReplayError(f'{self.name} exited with code {code} before the replay ended; '
+                              f'its output ({self.log_path}):\n{self.log_tail()}', code)
+
+    def log_tail(self, lines: int = 15) -> str:
+        """Return the last lines the node wrote."""
+        self._log.flush()
+        text = self.log_path.read_text(errors='replace').strip().splitlines()
+        return '\n'.join(text[-lines:])
+
+    def stop(self, timeout_s: float = 10.0) -> Optional[int]:
+        """Stop the node like Ctrl-C (then SIGTERM, then SIGKILL); return its exit code."""
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                break
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                continue
+        self._log.close()
+        return self.process.poll()
+
+
+def _ros_params(params: Dict[str, object]) -> List[str]:
+    args = []
+    for name, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        args += ['-p', f'{name}:={text}']
+    return args
+
+
+def launch_nodes(options: LaunchOptions, topic: str, msgtype: str, topics: OutputTopics,
+                 log_dir: Path) -> List[NodeProcess]:
+    """Start the segmentation node (and the keyframe node) wired to topic and the outputs."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    seg_name = topics.label_mask.strip('/').split('/')[0]
+    params = dict(options.segmentation_params)
+    base = topic
+    if msgtype == COMPRESSED_IMAGE:
+        params['input_transport'] = 'compressed'
+        base = topic.removesuffix('/compressed')
+    nodes = [NodeProcess(seg_name, 'semseg_ros.nodes.segmentation_node',
+                         ['-r', f'image:={base}', *_ros_params(params)],
+                         log_dir / f'{seg_name}.log')]
+    if options.keyframes:
+        kf_name = topics.scores.strip('/').split('/')[0]
+        kf_params = dict(options.keyframe_params)
+        if msgtype == COMPRESSED_IMAGE:  # the keyframe node reads raw images only
+            kf_params.setdefault('use_image', False)
+        nodes.append(NodeProcess(
+            kf_name, 'semseg_ros.nodes.keyframe_node',
+            ['-r', f'label_mask:={topics.label_mask}', '-r', f'image:={base}',
+             *_ros_params(kf_params)], log_dir / f'{kf_name}.log'))
+    return nodes
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float, nodes: Sequence[NodeProcess],
+              what: Callable[[], str]) -> None:
+    """Wait until condition holds; raise ReplayError naming what is missing on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        for node in nodes:
+            node.check()
+        if time.monotonic() > deadline:
+            logs = ''.join(f'\n--- {n.name} ({n.log_path}):\n{n.log_tail()}' for n in nodes)
+            raise ReplayError(f'gave up after {timeout_s:.0f} s waiting for {what()}{logs}')
+        time.sleep(0.05)
+
+
+def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: float = 1.0,
+               launch: Optional[LaunchOptions] = None, topics: OutputTopics = OutputTopics(),
+               labels_topic: str = AUTO, class_set: str = 'camvid', storage: str = 'mcap',
+               overwrite: bool = False, wait_s: float = DEFAULT_WAIT_S, settle_s: float = 3.0,
+               progress: bool = True) -> LiveReport:
+    """Replay a bag's images live through the nodes, record their outputs, and evaluate.
+
+    Args:
+        bag: The bag to replay.
+        topic: Its image topic (sensor_msgs/Image, or CompressedImage on ``.../compressed``).
+        out: Recording to keep (a bag folder, written atomically); None: a temporary one.
+        rate_factor: Playback speed (2.0 = twice as fast as recorded).
+        launch: Start these nodes as subprocesses; None: use nodes already running.
+        topics: The nodes' output topics (the node names are taken from them).
+        labels_topic: Ground-truth topic of ``bag`` (``'auto'``, a topic, or ``''``).
+        class_set: Class set of the label ids.
+        storage: Format of the recording.
+        overwrite: Replace an existing recording at ``out``.
+        wait_s: Longest wait for the nodes to come up (model loading included).
+        settle_s: After the last image, how long to wait for outputs once they stop coming.
+        progress: Show a progress bar.
+
+    Raises:
+        BagError: The bag is unusable (missing, corrupt, no such topic) or ``out`` exists.
+        ReplayError: A node died or never answered.
+        ValueError: A bad rate factor.
+    """
+    if not rate_factor > 0:
+        raise ValueError(f'rate factor must be positive, got {rate_factor!r}')
+    if out is not None:
+        check_distinct(bag, out)
+    with reading(bag) as reader:
+        msgtype = find_topic(reader, topic, IMAGE_TYPES)[0].msgtype
+    tmpdir = Path(tempfile.mkdtemp(prefix='semseg_replay_'))
+    recording = Path(out) if out is not None else tmpdir / 'recording'
+    record = {topics.label_mask: IMAGE, topics.color_mask: IMAGE}
+    if launch is None or launch.keyframes:
+        record.update({topics.scores: 'diagnostic_msgs/msg/DiagnosticArray',
+                       topics.keyframe: 'std_msgs/msg/Header'})
+    nodes: List[NodeProcess] = []
+    try:
+        with BagWriter(recording, storage, overwrite) as writer:
+            try:
+                if launch is not None:
+                    nodes = launch_nodes(launch, topic, msgtype, topics,
+                                         launch.log_dir or tmpdir / 'logs')
+                stamps = _run_live(bag, topic, msgtype, record, writer, rate_factor, topics,
+                                   nodes, wait_s, settle_s, progress)
+            finally:
+                for node in nodes:
+                    node.stop()
+        report = evaluate_recording(recording, topic, topics, ground_truth=bag,
+                                    labels_topic=labels_topic, class_set=class_set)
+    except ReplayError:
+        # The partial recording is gone already; keep the node logs the message points to.
+        if not (tmpdir / 'logs').is_dir():
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    report.info.update(bag=str(bag), rate_factor=rate_factor, frames_sent=len(stamps),
+                       recording=None if out is None else str(recording),
+                       launched=[n.name for n in nodes])
+    return report
+
+
+def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: BagWriter,
+              rate_factor: float, topics: OutputTopics, nodes: Sequence[NodeProcess],
+              wait_s: float, settle_s: float, progress: bool) -> List[int]:
+    """Publish the images in time, recording outputs; return the stamps published."""
+    context = rclpy.Context()
+    rclpy.init(args=[], context=context)
+    executor = SingleThreadedExecutor(context=context)
+    replayer = BagReplayer(topic, msgtype, record, writer, context=context)
+    executor.add_node(replayer)
+    spinner = threading.Thread(target=executor.spin, name='replay_executor', daemon=True)
+    spinner.start()
+    required = [topics.label_mask] + ([topics.scores] if any(
+        n.name == topics.scores.strip('/').split('/')[0] for n in nodes) else [])
+    sent: List[int] = []
+    try:
+        _wait_for(lambda: replayer.publisher.get_subscription_count() > 0
+                  and all(replayer.matched(t) for t in required), wait_s, nodes,
+                  lambda: f'a subscriber on {topic} and publishers of '
+                          f'{", ".join(required)}')
+        time.sleep(0.5)  # let the nodes' own subscriptions to each other match too
+        with reading(bag) as reader:
+            connections = find_topic(reader, topic, IMAGE_TYPES)
+            total = sum(c.msgcount for c in connections)
+            start_wall, start_bag = time.monotonic(), None
+            for _, timestamp, raw in tqdm(read_messages(reader, connections), total=total,
+                                          desc='bag replay', unit='frame',
+                                          disable=not progress):
+                start_bag = timestamp if start_bag is None else start_bag
+                delay = start_wall + (timestamp - start_bag) / 1e9 / rate_factor \
+                    - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                replayer.publish_raw(raw)
+                sent.append(header_stamp_ns(raw))
+                for node in nodes:
+                    node.check()
+        deadline = time.monotonic() + max(settle_s, 1.0) * 10
+        while time.monotonic() < deadline:
+            done = all(replayer.answered(t, sent) >= len(sent) for t in required)
+            if done or time.monotonic() - replayer.last_receipt > settle_s:
+                break
+            time.sleep(0.05)
+    finally:
+        executor.shutdown()
+        replayer.destroy_node()
+        rclpy.try_shutdown(context=context)
+        spinner.join(timeout=5.0)
+    return sent
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``semseg bag replay``'s options to a parser."""
+    parser.add_argument('bag', type=Path, help='bag to replay')
+    add_topic_arguments(parser)
+    parser.add_argument('--rate-factor', type=float, default=1.0,
+                        help='playback speed, 2 = twice as fast as recorded (default 1)')
+    parser.add_argument('--launch-nodes', action=argparse.BooleanOptionalAction, default=True,
+                        help='start the segmentation node (and with --keyframes the keyframe '
+                             'node) as subprocesses; --no-launch-nodes uses running nodes '
+                             '(default: launch)')
+    parser.add_argument('--keyframes', action='store_true',
+                        help='also start the keyframe node and record its outputs')
+    add_segmenter_arguments(parser)
+    parser.add_argument('--out', type=Path,
+                        help='keep the recording (inputs and outputs) as this bag')
+    parser.add_argument('--format', default='mcap', choices=tuple(FORMATS),
+                        help='storage format of the recording (default mcap)')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
+    parser.add_argument('--report', type=Path, help='also write the figures to this JSON file')
+    parser.add_argument('--wait', type=float, default=DEFAULT_WAIT_S,
+                        help=f'seconds to wait for the nodes (default {DEFAULT_WAIT_S:.0f})')
+    parser.add_argument('--log-dir', type=Path, help="keep the launched nodes' logs here")
+
+
+def launch_options(args: argparse.Namespace) -> Optional[LaunchOptions]:
+    """Return the LaunchOptions of the parsed arguments (None with --no-launch-nodes)."""
+    if not args.launch_nodes:
+        return None
+    segmenter_config(args).validate()  # a bad model or size fails here, not in a subprocess
+    weights = args.weights
+    if weights not in ('shipped', 'none'):
+        if not Path(weights).is_file():
+            raise ValueError(f'weights file not found: {weights}')
+        weights = str(Path(weights).resolve())
+    params = {'model': args.model, 'weights': weights, 'class_set': args.class_set,
+              'backend': args.backend, 'device': args.device, 'input_width': args.size[0],
+              'input_height': args.size[1], 'threads': args.threads}
+    return LaunchOptions(segmentation_params=params, keyframes=args.keyframes,
+                         log_dir=args.log_dir)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``semseg bag replay`` with parsed arguments (1 if the live run failed)."""
+    if args.launch_nodes:
+        # Nodes started here talk to this process only; keep their DDS traffic on loopback.
+        os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    try:
+        report = replay_bag(args.bag, args.topic, args.out, args.rate_factor,
+                            launch_options(args), topics_from_args(args), args.labels_topic,
+                            args.class_set, args.format, args.overwrite, args.wait)
+    except ReplayError as error:
+        print(f'semseg bag replay: {error}', file=sys.stderr)
+        return 2 if error.exit_code == 2 else 1  # 2: a node refused its configuration
+    print('\n'.join(report.summary_lines()))
+    if args.out:
+        print(f'recording written to {args.out}')
+    if args.report:
+        write_json(args.report, report.to_dict())
+        print(f'figures written to {args.report}')
+    return 0

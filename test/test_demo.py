@@ -1,0 +1,52 @@
+"""``make demo`` in its reduced CI form: 8 bundled frames live through both real nodes."""
+
+import json
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import cv2
+import imageio.v2 as imageio
+from rosbags.rosbag2 import Reader
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_produces_every_file(tmp_path):
+    """GIF, contact sheet, recording, input bag and both reports, with sensible figures."""
+    out = tmp_path / 'demo'
+    result = subprocess.run(
+        [sys.executable, '-m', 'semseg_ros.demo', '--frames', '8', '--threads', '1',
+         '--out', str(out)], cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f'Look at {out}/' in result.stdout
+    report = json.loads((out / 'report.json').read_text())
+    assert report['frames_published'] == 8
+    assert 0 < report['frames_processed'] <= 8
+    assert report['latency']['median_ms'] > 0
+    assert 0.0 <= report['accuracy']['miou'] <= 1.0
+    assert report['scored_frames'] > 0 and len(report['keyframes']) >= 1
+    assert report['info']['launched'] == ['segmentation_node', 'keyframe_node']
+    markdown = (out / 'report.md').read_text()
+    for needle in ('latency image -> label mask, median', 'achieved FPS', 'dropped', 'mIoU',
+                   '## Keyframes', '0016E5_07959.jpg'):
+        assert needle in markdown
+    if report['info']['weights'] == 'none':
+        assert 'UNTRAINED' in markdown and 'UNTRAINED' in result.stderr
+    frames = imageio.mimread(out / 'demo.gif')
+    assert len(frames) == report['frames_processed'] - report['outputs_lost'].get(
+        '/segmentation_node/label_mask', 0)
+    assert frames[0].shape[1] == 3 * frames[0].shape[0] * 4 // 3  # three 4:3 panels
+    sheet = cv2.imread(str(out / 'keyframes.png'))
+    assert sheet is not None and sheet.shape[0] > 100
+    with Reader(out / 'replay_bag') as recording:
+        topics = {c.topic: c.msgcount for c in recording.connections}
+    assert topics['/camera/image_raw'] == 8 and topics['/segmentation_node/label_mask'] > 0
+    assert topics['/keyframe_node/scores'] > 0 and topics['/keyframe_node/keyframe'] >= 1
+    with Reader(out / 'input_bag') as replayed:
+        assert {c.topic for c in replayed.connections} == {'/camera/image_raw',
+                                                           '/camera/labels'}
+    assert (out / 'logs' / 'segmentation_node.log').is_file()
+    assert (out / 'logs' / 'keyframe_node.log').is_file()
