@@ -11,6 +11,7 @@ from torch import nn
 from semseg_ros.core.onnx_export import compare_with_torch, export_onnx
 from semseg_ros.models import check_input_size, create_model, list_models, model_info
 from semseg_ros.models.complexity import count_gmacs, count_parameters
+from semseg_ros.models.layers import channel_shuffle, ConcatDownsample
 
 MODELS = list_models()
 # The papers' complexity figures are for Cityscapes.
@@ -151,3 +152,29 @@ def test_complexity_hand_count():
     params = (3 * 8 * 9 + 8) + (8 * 9 + 8) + (8 * 2 + 8) + (8 * 4 * 4 + 4)
     assert count_parameters(model) == params
     assert model.training, 'count_gmacs changed the mode of the model'
+
+
+def test_channel_shuffle_interleaves_groups():
+    """Channel shuffle with g groups takes one channel from each group in turn."""
+    x = torch.arange(8.0).reshape(1, 8, 1, 1).expand(2, 8, 3, 5)
+    shuffled = channel_shuffle(x, 4)
+    assert shuffled[0, :, 0, 0].tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    assert shuffled.shape == x.shape
+
+
+def test_concat_downsample_equals_one_batch_norm_after_concat():
+    """The per-branch batch norms of ConcatDownsample are one BN over the concatenation."""
+    block = ConcatDownsample(3, 16).train()
+    with torch.no_grad():
+        block(torch.rand(4, 3, 32, 32))  # Non-trivial running statistics.
+    block.eval()
+    conv, conv_bn = block.conv
+    joint = nn.BatchNorm2d(16).eval()
+    for name in ('weight', 'bias', 'running_mean', 'running_var'):
+        halves = [getattr(conv_bn, name), getattr(block.pool_bn, name)]
+        getattr(joint, name).data = torch.cat(halves)
+    image = torch.rand(2, 3, 32, 48)
+    with torch.no_grad():
+        branches = torch.cat([conv(image), nn.functional.max_pool2d(image, 2)], 1)
+        expected = torch.relu(joint(branches))
+        assert torch.allclose(block(image), expected, atol=1e-6)
