@@ -24,6 +24,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from ros_testing import spin_until_shutdown
 from semseg_ros.core.conversions import mono8_to_image_fields, rgb_to_image_fields
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.policy import KeyframePolicy
@@ -103,7 +104,8 @@ class Harness:
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.probe)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(
+            target=spin_until_shutdown, args=(self.executor,), daemon=True)
         self.thread.start()
         publishers = [self.label_pub] + [self.image_pub] * self.node.use_image
         try:

@@ -24,6 +24,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from ros_testing import spin_until_shutdown
 from semseg_ros.core.conversions import image_to_mono8, rgb_to_image_fields
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.scoring import KeyframeScorer
@@ -88,7 +89,8 @@ class Probe:
                                       RELIABLE)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread = threading.Thread(
+            target=spin_until_shutdown, args=(self.executor,), daemon=True)
         self.thread.start()
 
     def _keep(self, name):

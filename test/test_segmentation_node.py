@@ -35,6 +35,7 @@ from std_msgs.msg import String
 import torch
 import yaml
 
+from ros_testing import spin_until_shutdown
 from semseg_ros.core import conversions
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.resources import shipped_weights
@@ -137,7 +138,8 @@ class Probe:
         self._condition = threading.Condition()
         self.messages = defaultdict(list)  # topic -> [(monotonic receive time, message)]
         self._parameter_clients = {}
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner = threading.Thread(
+            target=spin_until_shutdown, args=(self.executor,), daemon=True)
         self._spinner.start()
         self.subscribe(DiagnosticArray, '/diagnostics', 50)
 
