@@ -20,3 +20,8 @@ def spin_until_shutdown(executor) -> None:
             continue
         except (ExternalShutdownException, ShutdownException):
             return
+        except RuntimeError:
+            # RCLError when the context is shut down while spin_once builds its wait set.
+            if context.ok():
+                raise
+            return

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for p in ('semseg_ros', 'test', 'launch', 'setup.py') if (ROOT / p).exists()]
+SOURCES = [p for p in ('semseg_ros', 'test', 'launch', 'benchmarks', 'setup.py')
+           if (ROOT / p).exists()]
 
 
 @pytest.mark.linter
