@@ -7,9 +7,7 @@ output (MiniNet-v2) and full-resolution ones (ENet, RDS-Net) are scored alike.
 
 import contextlib
 import os
-from pathlib import Path
 import sys
-import tempfile
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -170,20 +168,6 @@ def to_device(batch, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
     images, labels = batch
     return (images.to(device, non_blocking=True),
             labels.to(device, non_blocking=True).long())
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary name, so readers never see it half-written."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'w') as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @torch.inference_mode()

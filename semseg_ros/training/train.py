@@ -51,7 +51,8 @@ from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits,
     limit_cv2_threads, make_loader, parse_size, progress_bar, seed_everything, select_device,
-    to_device, write_text_atomic)
+    to_device)
+from semseg_ros.training.files import write_text_atomic
 from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
 
 PROG = 'semseg train'
@@ -61,7 +62,8 @@ DEFAULTS: Dict[str, Any] = {
     'scale_range': [0.5, 2.0], 'no_augment': False, 'lr': 1e-3, 'weight_decay': 2e-4,
     'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
-    'device': 'auto', 'limit': None, 'out': None, 'progress': True, 'stop_after': None,
+    'device': 'auto', 'limit': None, 'resize': None, 'out': None, 'progress': True,
+    'stop_after': None,
 }
 # Settings --resume may change: they do not alter what the run computes.
 RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='channels-last memory format')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
                         help='compute device' + default('device'))
+    parser.add_argument('--resize', metavar='WxH', help='resize every image and label to WxH '
+                        'when read, for training and validation (e.g. Cityscapes at '
+                        '1024x512; default: keep)')
     parser.add_argument('--limit', type=int, help='use only the first N pairs of each split '
                         '(quick trials)')
     parser.add_argument('--no-progress', dest='progress', action='store_false',
@@ -167,6 +172,8 @@ def _check_config(config: Dict[str, Any]) -> None:
     check_input_size(config['model'], *crop)
     if config['val_size']:
         check_input_size(config['model'], *parse_size(config['val_size']))
+    if config['resize']:
+        parse_size(config['resize'])
     for key in ('epochs', 'batch_size', 'val_every'):
         if int(config[key]) < 1:
             raise UsageError(f'--{key.replace("_", "-")} must be at least 1, '
@@ -186,7 +193,8 @@ def _check_config(config: Dict[str, Any]) -> None:
 def _datasets(config: Dict[str, Any], progress: bool):
     """Build and validate the training and validation datasets."""
     crop = parse_size(config['crop'])
-    common = {'class_set': config['class_set']}
+    common = {'class_set': config['class_set'],
+              'resize': parse_size(config['resize']) if config['resize'] else None}
     train_set = build_dataset(config['dataset'], config['data_root'], config['split'],
                               seed=config['seed'], **common)
     ignore = train_set.ignore_index

@@ -1,0 +1,212 @@
+"""Datasets on real CamVid files, bad data built in tmp_path, and training augmentation."""
+
+from pathlib import Path
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from semseg_ros.data.datasets import (
+    build_dataset, CamVidDataset, CityscapesDataset, FolderDataset, read_image)
+from semseg_ros.data.transforms import to_network_input, TrainAugmentation
+
+
+def _camvid_copy(camvid: Path, root: Path, split: str, count: int) -> Path:
+    """Copy ``count`` real CamVid train pairs into a SegNet-layout folder ``root``."""
+    lines = (camvid / 'train.txt').read_text().split('\n')[:count]
+    for line in lines:
+        for rel in line.split():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(camvid / rel, root / rel)
+    (root / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+    return root
+
+
+def test_camvid_train_samples(camvid):
+    """CamVid train: 367 pairs of 480x360 RGB uint8 images and uint8 labels in 0..11."""
+    dataset = CamVidDataset(camvid, 'train')
+    assert len(dataset) == 367
+    dataset.pairs = dataset.pairs[:3]
+    dataset.validate()
+    assert dataset.cached and dataset.uniform_size() == (480, 360)
+    image, label = dataset[2]
+    assert image.shape == (3, 360, 480) and image.dtype.is_floating_point is False
+    assert label.shape == (360, 480) and int(label.max()) <= 11
+    assert dataset.num_classes == 11 and dataset.ignore_index == 11
+    x = to_network_input(image[None])
+    assert x.dtype.is_floating_point and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+
+
+def test_images_are_rgb(tmp_path):
+    """A pure red PNG (written by cv2 in BGR order) reads back as RGB (255, 0, 0)."""
+    path = tmp_path / 'red.png'
+    bgr = np.zeros((4, 6, 3), np.uint8)
+    bgr[..., 2] = 255
+    cv2.imwrite(str(path), bgr)
+    assert read_image(path)[0, 0].tolist() == [255, 0, 0]
+
+
+def test_any_camvid_split_with_a_list_file(camvid, tmp_path):
+    """A 'test' split works from test.txt; a split without a list names the missing file."""
+    root = _camvid_copy(camvid, tmp_path / 'camvid', 'test', 2)
+    dataset = build_dataset('camvid', root, 'test')
+    dataset.validate()
+    assert len(dataset) == 2
+    with pytest.raises(ValueError, match='extra.txt'):
+        CamVidDataset(root, 'extra')
+    with pytest.raises(ValueError, match='data root folder not found'):
+        build_dataset('camvid', tmp_path / 'nowhere', 'train')
+
+
+@pytest.mark.parametrize('damage, message', [
+    ('missing', 'cannot read file'),
+    ('unreadable', 'cannot decode'),
+    ('out_of_range', r'label ids \[12, 40\]'),
+    ('size', 'label is 240x180 but its image'),
+    ('rgb_label', 'single-channel 8-bit'),
+])
+def test_bad_camvid_data_is_named(camvid, tmp_path, damage, message):
+    """validate() refuses each kind of bad pair and names the file at fault."""
+    root = _camvid_copy(camvid, tmp_path / 'camvid', 'train', 3)
+    image_rel, label_rel = (root / 'train.txt').read_text().split('\n')[1].split()
+    bad = root / label_rel
+    if damage == 'missing':
+        bad.unlink()
+    elif damage == 'unreadable':
+        bad = root / image_rel
+        bad.write_bytes(b'not a png at all')
+    elif damage == 'out_of_range':
+        label = cv2.imread(str(bad), cv2.IMREAD_UNCHANGED)
+        label[0, :5], label[1, :5] = 12, 40
+        cv2.imwrite(str(bad), label)
+    elif damage == 'size':
+        label = cv2.imread(str(bad), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(bad), cv2.resize(label, (240, 180), interpolation=cv2.INTER_NEAREST))
+    elif damage == 'rgb_label':
+        cv2.imwrite(str(bad), np.zeros((360, 480, 3), np.uint8))
+    dataset = CamVidDataset(root, 'train')
+    with pytest.raises(ValueError, match=message) as error:
+        dataset.validate()
+    assert str(bad) in str(error.value)
+    assert '1 bad of 3 pairs' in str(error.value)
+
+
+def test_malformed_list_line_is_named(tmp_path):
+    """A list line without two paths names the list file and line number."""
+    (tmp_path / 'train.txt').write_text('a.png b.png\nonly_one.png\n')
+    with pytest.raises(ValueError, match=r'train.txt:2: expected "image label"'):
+        CamVidDataset(tmp_path, 'train')
+
+
+def _write_pair(images: Path, labels: Path, stem: str, label_value: int, size=(32, 24)):
+    images.mkdir(parents=True, exist_ok=True)
+    labels.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    image = np.full((height, width, 3), 90, np.uint8)
+    label = np.zeros((height, width), np.uint8)
+    label[:, width // 2:] = label_value
+    cv2.imwrite(str(images / f'{stem}.jpg'), image)
+    cv2.imwrite(str(labels / f'{stem}.png'), label)
+
+
+def test_folder_dataset_with_own_class_set(tmp_path):
+    """Images and same-named label PNGs with a YAML class set train like CamVid."""
+    classes = {'name': 'yard', 'ignore_index': 255,
+               'classes': [{'name': 'grass', 'color': [0, 200, 0]},
+                           {'name': 'path', 'color': [150, 150, 150]},
+                           {'name': 'wall', 'color': [200, 0, 0]}]}
+    (tmp_path / 'classes.yaml').write_text(yaml.safe_dump(classes))
+    _write_pair(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train', 'a', 1)
+    _write_pair(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train', 'b', 255)
+    dataset = build_dataset('folder', tmp_path, 'train')
+    dataset.validate()
+    assert dataset.class_set.names == ('grass', 'path', 'wall') and len(dataset) == 2
+    pixels, image_pixels = dataset.label_statistics()
+    # a: half grass, half path; b: half grass, half void. 32x24 = 768 pixels per image.
+    assert pixels.tolist() == [768, 384, 0]
+    assert image_pixels.tolist() == [1536, 768, 0]
+
+    _write_pair(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train', 'c', 3)
+    with pytest.raises(ValueError, match=r'c.png: label ids \[3\]'):
+        FolderDataset(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train',
+                      tmp_path / 'classes.yaml').validate()
+
+
+def test_folder_dataset_missing_partner_is_named(tmp_path):
+    """An image without a label, or a label without an image, is named."""
+    images, labels = tmp_path / 'images', tmp_path / 'labels'
+    _write_pair(images, labels, 'a', 1)
+    _write_pair(images, labels, 'b', 1)
+    (labels / 'b.png').unlink()
+    cv2.imwrite(str(labels / 'orphan.png'), np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError) as error:
+        FolderDataset(images, labels, 'camvid')
+    assert 'b.jpg: no label' in str(error.value)
+    assert 'orphan.png: no image' in str(error.value)
+
+
+def test_cityscapes_layout_train_ids_and_raw_ids(tmp_path):
+    """Cityscapes pairs by city; raw label ids map to train ids (26 car -> 13, 0 -> 255)."""
+    city = 'aachen'
+    images = tmp_path / 'leftImg8bit' / 'val' / city
+    labels = tmp_path / 'gtFine' / 'val' / city
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    stem = f'{city}_000000_000019'
+    cv2.imwrite(str(images / f'{stem}_leftImg8bit.png'), np.full((16, 32, 3), 50, np.uint8))
+    raw = np.zeros((16, 32), np.uint8)
+    raw[:, 16:] = 26
+    cv2.imwrite(str(labels / f'{stem}_gtFine_labelIds.png'), raw)
+    dataset = CityscapesDataset(tmp_path, 'val')
+    dataset.validate()
+    label = dataset[0][1].numpy()
+    assert dataset.num_classes == 19 and dataset.ignore_index == 255
+    assert set(np.unique(label[:, :16])) == {255} and set(np.unique(label[:, 16:])) == {13}
+
+    train_ids = raw.copy()
+    train_ids[:, 16:] = 13
+    train_ids[:, :16] = 19  # beyond the 19 classes
+    cv2.imwrite(str(labels / f'{stem}_gtFine_labelTrainIds.png'), train_ids)
+    with pytest.raises(ValueError, match=r'labelTrainIds.png: label ids \[19\]'):
+        CityscapesDataset(tmp_path, 'val').validate()
+    with pytest.raises(ValueError, match='Cityscapes images of split'):
+        CityscapesDataset(tmp_path, 'train')
+
+
+def test_augmentation_crop_flip_scale_and_determinism(camvid):
+    """Crops have the asked size and valid ids; flip mirrors; the same seed repeats."""
+    dataset = CamVidDataset(camvid, 'train')
+    dataset.pairs = dataset.pairs[:1]
+    dataset.validate()
+    image, label = dataset.load_pair(0)
+
+    flip_only = TrainAugmentation((480, 360), 11, scale_range=(1.0, 1.0), translate=0.0,
+                                  brightness=0.0, contrast=0.0)
+    flips = 0
+    for seed in range(6):
+        out_image, out_label = flip_only(image, label, np.random.default_rng(seed))
+        if np.array_equal(out_label, label[:, ::-1]):
+            flips += 1
+            np.testing.assert_array_equal(out_image, image[:, ::-1])
+        else:
+            np.testing.assert_array_equal(out_label, label)
+    assert 0 < flips < 6
+
+    augment = TrainAugmentation((352, 256), 11)
+    dataset.augment = augment
+    first, again = dataset[0], dataset[0]
+    assert first[0].shape == (3, 256, 352) and first[1].shape == (256, 352)
+    assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+    dataset.set_epoch(1)
+    assert not np.array_equal(dataset[0][0], first[0])
+    assert set(np.unique(first[1].numpy())) <= set(range(12))
+
+    shrink = TrainAugmentation((480, 360), 11, scale_range=(0.5, 0.5), translate=0.0,
+                               brightness=0.0, contrast=0.0)
+    out_image, out_label = shrink(image, label, np.random.default_rng(0))
+    # A half-size frame covers a quarter of the crop: the rest is void label, black image.
+    padded = out_image.max(axis=-1) == 0
+    assert padded.mean() >= 0.74
+    assert (out_label[padded] == 11).all()

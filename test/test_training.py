@@ -1,0 +1,295 @@
+"""Training and evaluation end to end on real CamVid frames with the real mininet_v2_cpu.
+
+Runs are small (a handful of frames, downscaled) so the module stays fast on two shared
+cores; the shipped weights come from the long run, not from here.
+"""
+
+import json
+import os
+from pathlib import Path
+import socket
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from semseg_ros import cli
+from semseg_ros.core.metrics import ConfusionMatrix
+from semseg_ros.core.weights import load_weights, read_weights
+from semseg_ros.data.datasets import build_dataset
+from semseg_ros.models import create_model
+from semseg_ros.training.engine import evaluate_model
+from semseg_ros.training.losses import (
+    class_weights, enet_weights, median_frequency_weights, SegmentationLoss)
+from semseg_ros.training.train import export_best
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL = 'mininet_v2_cpu'
+# The learning run: 6 real frames at quarter size, full-frame crops, 30 single-step epochs.
+LEARN_ARGS = ['--limit', '6', '--resize', '120x90', '--crop', '120x88', '--batch-size', '6',
+              '--epochs', '30', '--lr', '3e-3', '--val-split', 'train', '--val-every', '10',
+              '--no-augment']
+# Tiny runs for resume and DDP: 4 frames at 64x48, 2 steps per epoch.
+TINY_ARGS = ['--limit', '4', '--resize', '64x48', '--crop', '64x48', '--batch-size', '2',
+             '--val-every', '2']
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Run torch single-threaded (the cores are shared) and restore the setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _train(*args: str) -> int:
+    return cli.main(['train', '--model', MODEL, '--threads', '1', '--no-progress', *args])
+
+
+@pytest.fixture(scope='module')
+def learned_run(camvid, tmp_path_factory):
+    """A run folder after the learning run (shared by the tests that need trained weights)."""
+    run_dir = tmp_path_factory.mktemp('learn') / 'run'
+    assert _train('--data-root', str(camvid), '--out', str(run_dir), *LEARN_ARGS) == 0
+    return run_dir
+
+
+def _history(run_dir: Path):
+    return [json.loads(line) for line in (run_dir / 'log.jsonl').read_text().splitlines()]
+
+
+def test_class_weights_by_hand():
+    """mfb012 and ENet weights equal the formulas worked out by hand."""
+    pixels = np.array([600, 300, 100, 0])
+    image_pixels = np.array([1000, 1000, 500, 0])
+    # frequencies 0.6, 0.3, 0.2 -> median 0.3
+    np.testing.assert_allclose(median_frequency_weights(pixels, image_pixels, 0.12),
+                               [0.5 ** 0.12, 1.0, 1.5 ** 0.12, 1.0])
+    np.testing.assert_allclose(enet_weights(pixels),
+                               [1 / np.log(1.62), 1 / np.log(1.32), 1 / np.log(1.12), 1.0])
+    assert class_weights('none', pixels, image_pixels) is None
+    with pytest.raises(ValueError, match='mfb012, enet, none'):
+        class_weights('median', pixels, image_pixels)
+
+
+def test_loss_matches_cross_entropy_and_survives_all_void():
+    """The loss is weighted cross-entropy; a batch of void pixels gives 0, not NaN."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=generator, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 4, 5), generator=generator)
+    labels[0, 0] = 255
+    weights = np.array([0.5, 1.0, 2.0])
+    expected = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32),
+                                         ignore_index=255)(logits, labels)
+    loss = SegmentationLoss(weights, 255)(logits, labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    void = SegmentationLoss(weights, 255)(logits, torch.full_like(labels, 255))
+    assert float(void) == 0.0
+    void.backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_training_learns_real_frames(learned_run, camvid):
+    """The loss falls and training-frame mIoU rises far above a chance predictor's."""
+    history = _history(learned_run)
+    assert [h['epoch'] for h in history] == list(range(1, 31))
+    assert history[-1]['loss'] < 0.5 * history[0]['loss']
+    assert history[-1]['lr'] == 0.0  # polynomial decay ends at zero
+    # A uniform random guess has expected IoU_c = (p_c/K) / (p_c + 1/K - p_c/K).
+    dataset = build_dataset('camvid', camvid, 'train', resize=(120, 90))
+    dataset.pairs = dataset.pairs[:6]
+    dataset.validate()
+    share = dataset.label_statistics()[0] / dataset.label_statistics()[0].sum()
+    k = dataset.num_classes
+    chance = float(np.mean([(p / k) / (p + 1 / k - p / k) for p in share if p > 0]))
+    final = history[-1]['val_miou']
+    assert final > 4 * chance, f'mIoU {final:.3f} vs chance {chance:.3f}'
+    assert final > 0.15
+    assert sorted(p.name for p in learned_run.iterdir()) == \
+        ['best.pt', 'last.pt', 'log.csv', 'log.jsonl', 'run.json']
+    last = read_weights(learned_run / 'last.pt')  # weights_only=True load
+    assert last['epoch'] == 30 and last['model'] == MODEL and 'optimizer' in last
+    best = read_weights(learned_run / 'best.pt')
+    assert best['meta']['val_miou'] == max(h['val_miou'] for h in history if h['val_miou'])
+    csv_lines = (learned_run / 'log.csv').read_text().splitlines()
+    assert csv_lines[0] == 'epoch,loss,lr,val_miou,val_pixel_accuracy,seconds'
+    assert len(csv_lines) == 31
+
+
+def test_resume_equals_uninterrupted_run(camvid, tmp_path):
+    """Stopping after epochs 1 and 2 and resuming gives bit-identical weights and logs."""
+    data = ['--data-root', str(camvid), *TINY_ARGS, '--epochs', '3']
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    assert _train(*data, '--out', str(straight)) == 0
+    assert _train(*data, '--out', str(stopped), '--stop-after', '1') == 0
+    assert read_weights(stopped / 'last.pt')['epoch'] == 1
+    # A resumed session may change the worker count without changing the results.
+    assert cli.main(['train', '--resume', str(stopped), '--stop-after', '2', '--workers', '1',
+                     '--no-progress']) == 0
+    assert cli.main(['train', '--resume', str(stopped), '--no-progress']) == 0
+    a, b = read_weights(straight / 'last.pt'), read_weights(stopped / 'last.pt')
+    assert a['state_dict'].keys() == b['state_dict'].keys()
+    for key, tensor in a['state_dict'].items():
+        assert torch.equal(tensor, b['state_dict'][key]), key
+    for key, state in a['optimizer']['state'].items():
+        for name, value in state.items():
+            assert torch.equal(value, b['optimizer']['state'][key][name]), (key, name)
+    assert a['scheduler']['last_epoch'] == b['scheduler']['last_epoch'] == 6
+    assert a['best_epoch'] == b['best_epoch']
+
+    def without_time(history):
+        return [{k: v for k, v in h.items() if k != 'seconds'} for h in history]
+    assert without_time(_history(straight)) == without_time(_history(stopped))
+    sessions = json.loads((stopped / 'run.json').read_text())['sessions']
+    assert [s['from_epoch'] for s in sessions] == [0, 1, 2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_ddp_two_processes(camvid, tmp_path):
+    """torchrun with 2 CPU processes (gloo): one set of outputs, validation summed over ranks."""
+    run_dir = tmp_path / 'ddp'
+    env = {**os.environ, 'PYTHONPATH': str(REPO_ROOT), 'OMP_NUM_THREADS': '1'}
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
+         '-m', 'semseg_ros.training.train', '--model', MODEL, '--data-root', str(camvid),
+         *TINY_ARGS, '--epochs', '2', '--threads', '1', '--no-progress',
+         '--out', str(run_dir)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == \
+        ['best.pt', 'last.pt', 'log.csv', 'log.jsonl', 'run.json']
+    for epoch in (1, 2):  # rank 0 alone reports
+        assert result.stdout.count(f'epoch {epoch}/2 ') == 1, result.stdout
+    assert '2 process(es)' in result.stdout
+    history = _history(run_dir)
+    assert len(history) == 2
+    assert json.loads((run_dir / 'run.json').read_text())['sessions'][0]['world_size'] == 2
+    # Each rank scored half the frames; the summed matrix must equal a one-process score.
+    model = create_model(MODEL, 11)
+    load_weights(model, run_dir / 'last.pt', MODEL, 11)
+    dataset = build_dataset('camvid', camvid, 'val', resize=(64, 48))
+    dataset.pairs = dataset.pairs[:4]
+    dataset.validate()
+    matrix = evaluate_model(model, dataset, 11, 11, 8, torch.device('cpu'), batch_size=2,
+                            progress=False)
+    assert history[-1]['val_miou'] == pytest.approx(matrix.miou(), abs=1e-3)
+
+
+def test_eval_writes_table_json_and_plots(learned_run, camvid, tmp_path, capsys):
+    """semseg eval on val frames prints the table and writes consistent JSON and PNGs."""
+    json_path, plots = tmp_path / 'eval.json', tmp_path / 'plots'
+    code = cli.main(['eval', '--model', MODEL, '--weights', str(learned_run / 'best.pt'),
+                     '--dataset', 'camvid', '--data-root', str(camvid), '--split', 'val',
+                     '--limit', '3', '--size', '240x176', '--threads', '1', '--no-progress',
+                     '--json', str(json_path), '--plots', str(plots)])
+    assert code == 0
+    out = capsys.readouterr().out
+    figures = json.loads(json_path.read_text())
+    for name in ('Sky', 'Bicyclist', 'mIoU', 'pixel acc', 'mean class acc'):
+        assert name in out
+    assert f'{100 * figures["miou"]:5.1f}' in out
+    matrix = ConfusionMatrix(11, 11)
+    matrix.matrix[:] = np.array(figures['confusion_matrix'])
+    assert matrix.total == 3 * 480 * 360 - sum(
+        int((cv2.imread(str(camvid / line.split()[1]), cv2.IMREAD_UNCHANGED) == 11).sum())
+        for line in (camvid / 'val.txt').read_text().splitlines()[:3])
+    assert figures['miou'] == pytest.approx(matrix.miou())
+    assert figures['pixel_accuracy'] == pytest.approx(matrix.pixel_accuracy())
+    assert figures['images'] == 3 and figures['split'] == 'val'
+    for name in ('confusion_matrix.png', 'class_iou.png'):
+        image = cv2.imread(str(plots / name))
+        assert image is not None and image.shape[0] > 300 and image.std() > 10
+
+
+def test_export_best_weights(learned_run, tmp_path):
+    """The exported file holds weights and provenance, no optimizer, and loads into a model."""
+    path = export_best(learned_run, tmp_path / 'shipped.pt')
+    payload = read_weights(path)
+    assert 'optimizer' not in payload and 'rng' not in payload
+    meta = payload['meta']
+    history = _history(learned_run)
+    assert meta['epochs_trained'] == 30 and meta['dataset'] == 'camvid'
+    assert meta['val_miou'] == max(h['val_miou'] for h in history if h['val_miou'])
+    assert set(meta['val_iou']) == {'Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree',
+                                    'SignSymbol', 'Fence', 'Car', 'Pedestrian', 'Bicyclist'}
+    assert meta['commands'][0].startswith('semseg train --model mininet_v2_cpu')
+    assert meta['train_wall_seconds'] > 0 and meta['date']
+    load_weights(create_model(MODEL, 11), path, MODEL, 11)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['train', '--model', MODEL, '--out', 'x'], '--data-root is required'),
+    (['train', '--model', 'nonet', '--data-root', '.', '--out', 'x'], "unknown model 'nonet'"),
+    (['train', '--model', MODEL, '--data-root', '/no/such/dir', '--out', '{tmp}/r'],
+     '/no/such/dir: data root folder not found'),
+    (['train', '--model', MODEL, '--data-root', '.', '--crop', '100x100', '--out', 'x'],
+     'multiples of 8'),
+    (['train', '--model', MODEL, '--data-root', '.', '--crop', 'big', '--out', 'x'],
+     'not WIDTHxHEIGHT'),
+    (['train', '--resume', '{tmp}'], 'no run.json'),
+    (['eval', '--model', MODEL, '--data-root', '.', '--weights', '/no/w.pt'],
+     'weights file not found: /no/w.pt'),
+    (['eval', '--model', 'nonet', '--data-root', '.'], "unknown model 'nonet'"),
+])
+def test_bad_usage_exits_2_with_a_message(argv, message, tmp_path, capsys):
+    """Bad options end with exit code 2 and a one-line message, no traceback."""
+    argv = [a.replace('{tmp}', str(tmp_path)) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and 'Traceback' not in err
+
+
+def test_resume_refuses_changed_settings_and_reused_out(learned_run, capsys):
+    """--resume takes the run's settings; --out on an existing run points to --resume."""
+    assert cli.main(['train', '--resume', str(learned_run), '--lr', '0.1']) == 2
+    assert 'not --lr' in capsys.readouterr().err
+    assert _train('--data-root', '.', '--out', str(learned_run)) == 2
+    assert f'--resume {learned_run}' in capsys.readouterr().err
+
+
+def test_eval_without_shipped_weights_says_how_to_train(camvid, capsys, monkeypatch, tmp_path):
+    """With no --weights and no shipped file, the message names the file and how to train."""
+    from semseg_ros.training import evaluate
+    monkeypatch.setattr(evaluate, 'shipped_weights', lambda name: tmp_path / f'{name}.pt')
+    assert cli.main(['eval', '--model', MODEL, '--data-root', str(camvid)]) == 2
+    err = capsys.readouterr().err
+    assert f'{tmp_path / MODEL}.pt does not exist' in err and 'semseg train' in err
+
+
+def test_bad_data_stops_training_naming_the_file(camvid, tmp_path, capsys):
+    """A label with ids beyond the class set stops `semseg train` before training (exit 2)."""
+    root = tmp_path / 'camvid'
+    lines = (camvid / 'train.txt').read_text().splitlines()[:2]
+    for line in lines:
+        for rel in line.split():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_bytes((camvid / rel).read_bytes())
+    (root / 'train.txt').write_text('\n'.join(lines) + '\n')
+    bad = root / lines[1].split()[1]
+    label = cv2.imread(str(bad), cv2.IMREAD_UNCHANGED)
+    label[0, 0] = 30
+    cv2.imwrite(str(bad), label)
+    assert _train('--data-root', str(root), '--val-split', 'none', '--out',
+                  str(tmp_path / 'run')) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and 'label ids [30]' in err
+    assert not (tmp_path / 'run' / 'last.pt').exists()
+
+
+def test_cli_process_exit_code():
+    """The installed entry point's process exits 2 on bad usage, without a traceback."""
+    result = subprocess.run([sys.executable, '-m', 'semseg_ros.cli', 'train', '--model',
+                             'nonet', '--data-root', '.', '--out', 'x'], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "unknown model 'nonet'" in result.stderr and 'Traceback' not in result.stderr
