@@ -1,0 +1,34 @@
+"""The model card is generated from the shipped weights' own provenance and never stale."""
+
+import torch
+
+from semseg_ros.core.weights import save_weights
+from semseg_ros.models import create_model
+from semseg_ros.training import model_card
+
+
+def test_card_renders_the_provenance_of_each_file(tmp_path):
+    """mIoU, per-class IoU, epochs and the command of a weights file appear in the card."""
+    torch.manual_seed(0)
+    meta = {'model': 'enet', 'epochs_trained': 7, 'epochs_planned': 10, 'best_epoch': 5,
+            'val_miou': 0.4321, 'val_pixel_accuracy': 0.8, 'train_wall_seconds': 7200,
+            'val_iou': {'Sky': 0.9, 'Car': 0.55}, 'crop': '384x288', 'batch_size': 8,
+            'lr': 0.001, 'class_weights': 'mfb012', 'seed': 0, 'date': '2026-11-22',
+            'commands': ['semseg train --model enet ...'], 'torch': '2.13.0'}
+    save_weights(tmp_path / 'enet_camvid.pt', create_model('enet'), 'enet', 11, 'camvid',
+                 meta=meta)
+    card = model_card.render_card(tmp_path)
+    assert '## enet (`enet_camvid.pt`)' in card
+    assert '**43.2**' in card and 'best at 5 of 7 trained, 10 planned' in card
+    assert '2.0 h' in card and '`semseg train --model enet ...`' in card
+    assert '| val IoU | 90.0 |' in card and '55.0' in card
+    assert model_card.main(['--folder', str(tmp_path)]) == 0
+    assert model_card.main(['--folder', str(tmp_path), '--check']) == 0
+    save_weights(tmp_path / 'rds_net_camvid.pt', create_model('rds_net'), 'rds_net', 11,
+                 'camvid', meta=dict(meta, model='rds_net'))
+    assert model_card.main(['--folder', str(tmp_path), '--check']) == 1
+
+
+def test_shipped_card_matches_the_shipped_weights():
+    """The card in the package is what the shipped files say (regenerate it when they change)."""
+    assert model_card.main(['--check']) == 0
