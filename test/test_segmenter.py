@@ -203,3 +203,30 @@ def test_bench_cli_reports_every_figure(tmp_path):
     assert 0 < row['latency_ms_median'] <= row['latency_ms_p90'] + 1e-9 and row['fps'] > 0
     bad = _run_cli('bench', '--model', 'segnet')
     assert bad.returncode == 2 and 'valid' in bad.stderr
+
+
+def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
+    """``semseg export`` writes deploy and logits graphs that ONNX Runtime runs as PyTorch."""
+    import onnxruntime as ort
+    deploy = tmp_path / 'deploy.onnx'
+    result = _run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
+                      f'{SIZE[0]}x{SIZE[1]}', '--confidence', '--out', str(deploy))
+    assert result.returncode == 0, result.stderr
+    assert 'agree with PyTorch on 100' in result.stdout
+    session = ort.InferenceSession(str(deploy), providers=['CPUExecutionProvider'])
+    assert [o.name for o in session.get_outputs()] == ['labels', 'confidence']
+    assert session.get_inputs()[0].type == 'tensor(uint8)'
+    # The node can run the exported deploy graph as it is.
+    given = make(weights_file, onnx_path=str(deploy))
+    assert given.segment(np.zeros((96, 128, 3), np.uint8), with_confidence=True).confidence \
+        is not None
+    logits = tmp_path / 'logits.onnx'
+    result = _run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
+                      f'{SIZE[0]}x{SIZE[1]}', '--graph', 'logits', '--out', str(logits))
+    assert result.returncode == 0, result.stderr
+    with pytest.raises(ValueError, match='not a deployment graph'):
+        make(weights_file, onnx_path=str(logits))
+    bad = _run_cli('export', '--model', MODEL, '--weights', 'none', '--size', '100x100',
+                   '--out', str(tmp_path / 'bad.onnx'))
+    assert bad.returncode == 2 and 'multiples of 8' in bad.stderr
+    assert not (tmp_path / 'bad.onnx').exists()
