@@ -52,6 +52,10 @@ def save_weights(path: Union[str, Path], model: nn.Module, model_name: str, num_
     os.close(handle)
     try:
         torch.save(payload, tmp)
+        # mkstemp makes the file private (0600); weights are shipped and shared: honour umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
