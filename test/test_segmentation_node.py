@@ -586,6 +586,10 @@ def test_a_burst_is_dropped_not_queued(probe, raw_node, frame):
     burst = [image_msg(fields, frame_id='burst') for _ in range(60)]
     for msg in burst:
         reliable.publish(msg)
+        # 500 Hz: far faster than the node serves a frame, yet spaced enough that the node's
+        # depth-1 subscription hands most frames to the node (which counts what it replaces)
+        # instead of DDS overwriting them unseen in its own reader queue.
+        time.sleep(0.002)
     last = burst[-1]
     # The newest frame is never dropped: its masks arrive.
     probe.wait_for(lambda: probe.stamped(f'{RAW_NODE}/label_mask', last.header.stamp),
