@@ -1,5 +1,8 @@
 """The model card is generated from the shipped weights' own provenance and never stale."""
 
+import json
+
+import pytest
 import torch
 
 from semseg_ros.core.weights import save_weights
@@ -32,3 +35,24 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
 def test_shipped_card_matches_the_shipped_weights():
     """The card in the package is what the shipped files say (regenerate it when they change)."""
     assert model_card.main(['--check']) == 0
+
+
+def _shipped():
+    from semseg_ros.core.resources import weights_dir
+    return sorted(weights_dir().glob('*_camvid.pt'))
+
+
+@pytest.mark.parametrize('weights', _shipped(), ids=lambda p: p.stem)
+def test_shipped_weights_reproduce_their_val_figures(weights, camvid, tmp_path):
+    """``semseg eval`` with the shipped weights gives the val mIoU the card states."""
+    from semseg_ros.core.weights import read_weights
+    from semseg_ros.training import evaluate
+    meta = read_weights(weights)['meta']
+    out = tmp_path / 'val.json'
+    code = evaluate.main(['--model', meta['model'], '--dataset', 'camvid', '--data-root',
+                          str(camvid), '--split', 'val', '--json', str(out)])
+    assert code == 0
+    figures = json.loads(out.read_text())
+    assert figures['images'] == 101
+    assert figures['miou'] == pytest.approx(meta['val_miou'], abs=5e-4)
+    assert figures['pixel_accuracy'] == pytest.approx(meta['val_pixel_accuracy'], abs=5e-4)
