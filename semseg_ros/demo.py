@@ -5,10 +5,10 @@
 2. The bag is replayed in real time through the segmentation node (mininet_v2_cpu with the
    shipped CamVid weights) and the keyframe node, both started as subprocesses talking DDS;
    what they publish is recorded.
-3. ``demo_out/`` gets: ``demo.gif`` (image | colour mask | overlay), ``keyframes.png`` (the
-   keyframe contact sheet), ``replay_bag/`` (the recording: camera, masks, scores,
-   keyframes), ``input_bag/``, ``report.md`` and ``report.json`` (latency, FPS, drops, mIoU,
-   keyframe list), and ``logs/``.
+3. ``demo_out/`` gets: ``demo.gif`` (image | colour mask | overlay; ``demo.png``: one frame
+   at full resolution), ``keyframes.png`` (the keyframe contact sheet), ``replay_bag/`` (the
+   recording: camera, masks, scores, keyframes), ``input_bag/``, ``report.md`` and
+   ``report.json`` (latency, FPS, drops, mIoU, keyframe list), and ``logs/``.
 
 ``--frames N`` runs a shorter sequence (CI uses 8).
 """
@@ -147,6 +147,7 @@ def markdown_report(report: LiveReport, model: str, weights: str, warning: Optio
                      f'{_fmt(keyframe["total"], 3)} | {_fmt(keyframe["decided_after_ms"], 0)} |')
     lines += ['', '## Files', '',
               '- `demo.gif`: image | colour mask | overlay of every processed frame',
+              '- `demo.png`: the same for one frame at full resolution',
               '- `keyframes.png`: contact sheet of the keyframes',
               "- `replay_bag/`: the recording (camera as published, the nodes' outputs as "
               'received); open it in Foxglove or `ros2 bag info`',
@@ -216,6 +217,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     class_set = load_class_set('camvid')
     topics = OutputTopics()
     write_gif(out / 'demo.gif', gif_frames(input_bag, recording, topics, class_set), RATE_HZ)
+    # One full-resolution strip (the middle processed frame) for documents.
+    strips = gif_frames(input_bag, recording, topics, class_set, panel_width=480)
+    if strips:
+        write_png(out / 'demo.png', strips[len(strips) // 2])
     write_png(out / 'keyframes.png', keyframe_sheet(input_bag, report.keyframes, names))
     print('[4/4] writing report.md and report.json', flush=True)
     write_json(out / 'report.json', report.to_dict())

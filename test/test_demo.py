@@ -39,6 +39,8 @@ def test_demo_produces_every_file(tmp_path):
     assert len(frames) == report['frames_processed'] - report['outputs_lost'].get(
         '/segmentation_node/label_mask', 0)
     assert frames[0].shape[1] == 3 * frames[0].shape[0] * 4 // 3  # three 4:3 panels
+    still = cv2.imread(str(out / 'demo.png'))
+    assert still.shape == (360, 3 * 480, 3)
     sheet = cv2.imread(str(out / 'keyframes.png'))
     assert sheet is not None and sheet.shape[0] > 100
     with Reader(out / 'replay_bag') as recording:

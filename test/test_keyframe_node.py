@@ -87,7 +87,9 @@ class Harness:
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         overrides = [Parameter(k, value=v) for k, v in {
-            'image_reliability': 'reliable', 'diagnostics_period': 0.2, **parameters}.items()]
+            'image_reliability': 'reliable', 'diagnostics_period': 0.2,
+            # Off unless a test turns it on: a slow test run must not flush a sequence.
+            'idle_flush_s': 0.0, **parameters}.items()]
         self.node = KeyframeNode(name, context=self.context, parameter_overrides=overrides)
         self.probe = rclpy.create_node(f'{name}_probe', context=self.context)
         self.lock = threading.Lock()
@@ -240,6 +242,24 @@ def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
 
     report = run.wait_for_diagnostics(frames=FRAMES, keyframes=len(keyframes))
     assert report['dropped_bad_ids'] == '0' and report['unmatched_image'] == '0'
+
+
+def test_a_quiet_stream_publishes_its_pending_keyframe(harness, sequence):
+    """With idle_flush_s, the best pending candidate is not kept waiting for frames forever."""
+    run = harness(idle_flush_s=0.3)
+    config = load_keyframe_config()
+    scorer, policy = KeyframeScorer(config), KeyframePolicy.from_config(config)
+    head = sequence[:config['min_gap_frames'] + 3]  # past the min gap, inside the window
+    decided = []
+    for stamp, rgb, labels in head:
+        run.send_frame(stamp, rgb, labels)
+        decided += policy.push(stamp, scorer.score(labels, rgb, reference=policy.reference))
+    pending = [d.stamp_ns for d in decided + policy.flush()]
+    assert len(pending) > len(decided), 'the test needs a pending candidate at the end'
+    run.wait_for(lambda: len(run.messages('keyframe')) == len(pending),
+                 'the pending keyframe after the stream went quiet')
+    assert [_stamp(h) for h in run.messages('keyframe')] == pending
+    run.wait_for_diagnostics(keyframes=len(pending), sequences=1)
 
 
 def test_bad_inputs_are_dropped_counted_and_survived(harness, sequence):

@@ -60,6 +60,8 @@ RELIABILITIES = ('best_effort', 'reliable')
 DROP_REASONS = ('bad_encoding', 'bad_size', 'bad_ids', 'bad_image') + REJECT_REASONS + (
     'failed',)
 LOG_THROTTLE_S = 5.0
+# How often the node checks whether the input went quiet (idle_flush_s).
+IDLE_CHECK_PERIOD_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,11 @@ NODE_PARAMETERS: Dict[str, Tuple[Any, ParamSpec]] = {
         'Stamps jumping back by more than this (a bag restarted, a simulation reset) start a '
         'new keyframe sequence; smaller steps back are dropped as bad input. 0: never reset.',
         read_only=False, limits=(0.0, 1e6))),
+    'idle_flush_s': (1.0, ParamSpec(
+        'When no frame has arrived for this many seconds (the stream stopped or paused), the '
+        'pending best candidate is published as a keyframe instead of waiting for frames '
+        'that may never come; the next frame starts a new sequence. 0: never.',
+        read_only=False, limits=(0.0, 3600.0))),
     'diagnostics_period': (1.0, ParamSpec('Seconds between /diagnostics messages.',
                                           limits=(0.1, 60.0))),
 }
@@ -273,6 +280,9 @@ class KeyframeNode(Node):
         self._dynamic_pub = self.create_publisher(Image, '~/dynamic_mask', output_qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(self._param('diagnostics_period'), self._publish_diagnostics)
+        # Same (mutually exclusive) callback group as the subscriptions: no race with them.
+        self._last_frame_time = None
+        self.create_timer(IDLE_CHECK_PERIOD_S, self._flush_if_idle)
         self.add_on_set_parameters_callback(self._check_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
@@ -450,6 +460,7 @@ class KeyframeNode(Node):
         decisions = self.policy.push(stamp_ns(header), score,
                                      (header, matched.get('image')))
         self.counts['frames'] += 1
+        self._last_frame_time = time.monotonic()
         values = list(score.as_dict().items()) + [('frame_index', self._index)]
         self._index += 1
         self._scores_pub.publish(score_message(header, self._score_status_name, values))
@@ -461,6 +472,17 @@ class KeyframeNode(Node):
             self._dynamic_pub.publish(message)
         for decision in decisions:
             self._publish_keyframe(decision)
+
+    def _flush_if_idle(self) -> None:
+        """Publish the pending candidate once the input has been quiet for idle_flush_s."""
+        limit = self._param('idle_flush_s')
+        if (limit <= 0 or self._last_frame_time is None or not self.policy.pending
+                or time.monotonic() - self._last_frame_time < limit):
+            return
+        for decision in self.policy.flush():
+            self._publish_keyframe(decision)
+        self._index = 0
+        self.counts['sequences'] += 1
 
     def _publish_keyframe(self, decision: KeyframeDecision) -> None:
         header, image_msg = decision.payload
