@@ -26,3 +26,25 @@ def camvid():
     if not (root / 'train.txt').is_file():
         pytest.skip(f'CamVid data not found at {root} (set SEMSEG_CAMVID_ROOT)')
     return root
+
+
+@pytest.fixture(scope='session')
+def seeded_network():
+    """Factory of seeded, untrained networks (eval mode) whose BN statistics are not trivial.
+
+    ``build(model, num_classes=11, random_scales=False)``; ``random_scales`` also draws the BN
+    scales, negative ones included.
+    """
+    def build(model, num_classes=11, random_scales=False):
+        import torch
+        from semseg_ros.models import create_model
+        torch.manual_seed(0)
+        network = create_model(model, num_classes=num_classes)
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                if random_scales:
+                    module.weight.data.uniform_(-1.5, 1.5)
+        return network.eval()
+    return build

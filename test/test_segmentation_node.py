@@ -745,6 +745,8 @@ BAD_PARAMETERS = [
     ('overlay_alpha:=1.5', 'overlay_alpha out of range'),
     ('overlay_alpha:=1', 'write a decimal point'),
     ('threads:=-1', 'threads out of range'),
+    ('precision:=int4', 'valid values: fp32, int8'),
+    ('precision:=int8', 'precision int8 runs only on the onnxruntime backend'),
 ]
 
 

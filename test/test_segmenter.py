@@ -38,14 +38,9 @@ def frame(camvid):
 
 
 @pytest.fixture
-def weights_file(tmp_path):
+def weights_file(tmp_path, seeded_network):
     """A weights file of a seeded, untrained network (BN statistics made non-trivial)."""
-    torch.manual_seed(0)
-    network = create_model(MODEL, num_classes=11)
-    for module in network.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.1, 0.1)
-            module.running_var.uniform_(0.5, 1.5)
+    network = seeded_network(MODEL)
     return save_weights(tmp_path / 'w' / f'{MODEL}_test.pt', network, MODEL, 11, 'camvid')
 
 
@@ -197,7 +192,7 @@ def test_bench_cli_reports_every_figure(tmp_path):
     result = _run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
                       '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', str(out))
     assert result.returncode == 0, result.stderr
-    assert f'| {MODEL} | onnxruntime | 64x64 |' in result.stdout
+    assert f'| {MODEL} | onnxruntime | fp32 | 64x64 |' in result.stdout
     row = json.loads(out.read_text())['rows'][0]
     assert row['params'] > 100_000 and row['gmacs'] > 0
     assert 0 < row['latency_ms_median'] <= row['latency_ms_p90'] + 1e-9 and row['fps'] > 0

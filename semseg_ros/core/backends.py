@@ -22,6 +22,8 @@ LOG = logging.getLogger(__name__)
 
 BACKENDS = ('torch', 'onnxruntime')
 DEVICES = ('cpu', 'cuda')
+# fp32: the network as trained; int8: statically quantized (ONNX Runtime only, see quantize.py).
+PRECISIONS = ('fp32', 'int8')
 # Best first: a Jetson's TensorRT, then CUDA, then the CPU.
 ORT_PROVIDER_PREFERENCE = ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
                            'CPUExecutionProvider')
@@ -99,14 +101,57 @@ def available_ort_providers(device: str) -> List[str]:
     return chosen
 
 
+def check_precision(precision: str, backend: str = 'onnxruntime') -> None:
+    """Raise ValueError unless ``precision`` is known and runs on ``backend``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'unknown precision {precision!r}; valid precisions: '
+                         f'{", ".join(PRECISIONS)}')
+    if precision == 'int8' and backend != 'onnxruntime':
+        raise ValueError(f'precision int8 runs only on the onnxruntime backend (a statically '
+                         f'quantized ONNX graph), not on {backend}; use backend onnxruntime '
+                         'or precision fp32')
+
+
+def graph_metadata(model_name: str, weights_digest: str, width: int, height: int,
+                   precision: str = 'fp32') -> Dict[str, str]:
+    """Return the metadata a deployment graph is stored and looked up with.
+
+    An INT8 graph also records the calibration frames' digest and the recipe version, so
+    a cached one is rebuilt when either changes.
+    """
+    check_precision(precision)
+    metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': weights_digest,
+                'semseg_ros.input_size': f'{width}x{height}', 'semseg_ros.precision': precision}
+    if precision == 'int8':
+        from semseg_ros.core.quantize import calibration_digest, INT8_RECIPE
+        metadata.update({'semseg_ros.calibration_sha256': calibration_digest(),
+                         'semseg_ros.int8_recipe': INT8_RECIPE})
+    return metadata
+
+
 def export_inference_graph(network: nn.Module, path: Path, width: int, height: int,
-                           with_confidence: bool, metadata: Dict[str, str]) -> Path:
-    """Export the uint8-in/uint8-out inference graph (batch 1) to ONNX atomically."""
+                           with_confidence: bool, metadata: Dict[str, str],
+                           precision: str = 'fp32') -> Path:
+    """Export the uint8-in/uint8-out inference graph (batch 1) to ONNX atomically.
+
+    With ``precision='int8'`` the network is first rewritten (:mod:`semseg_ros.core.deploy`,
+    checked to compute the same function), exported, then quantized with the shipped
+    calibration frames (:mod:`semseg_ros.core.quantize`).
+    """
     from semseg_ros.core.onnx_export import export_module
-    graph = InferenceGraph(network.eval().cpu(), with_confidence).eval()
+    check_precision(precision)
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
     outputs = ['labels', 'confidence'] if with_confidence else ['labels']
-    return export_module(graph, (example,), path, ['image'], outputs, metadata=metadata)
+    if precision == 'fp32':
+        graph = InferenceGraph(network.eval().cpu(), with_confidence).eval()
+        return export_module(graph, (example,), path, ['image'], outputs, metadata=metadata)
+    from semseg_ros.core.deploy import int8_deployable
+    from semseg_ros.core.quantize import quantize_graph
+    graph = InferenceGraph(int8_deployable(network, width, height), with_confidence).eval()
+    with tempfile.TemporaryDirectory(prefix='semseg_int8_export_') as work:
+        float_graph = export_module(graph, (example,), Path(work) / 'float.onnx', ['image'],
+                                    outputs)
+        return quantize_graph(float_graph, path, width, height, metadata)
 
 
 def onnx_metadata(path: Path) -> Dict[str, str]:
@@ -206,16 +251,20 @@ class OnnxGraphCache:
     """Up-to-date ONNX inference graphs of one network, exported on first use.
 
     Graphs are cached next to the weights (or in the user cache when that folder is
-    read-only) and re-exported when the weights file, model or input size changed.
+    read-only) and rebuilt when the weights file, model, input size or precision changed
+    (for INT8 also the calibration frames or the recipe: all recorded in the metadata).
+    The INT8 graph lies beside the float one, named ``<stem>.<W>x<H>[.conf].int8.onnx``.
     A ``given`` .onnx file is used as it is.
     """
 
     def __init__(self, network: nn.Module, model_name: str, weights: Optional[Path],
-                 width: int, height: int, given: Optional[Path] = None):
-        if given is not None and not Path(given).is_file():
-            raise FileNotFoundError(f'ONNX file not found: {given}')
+                 width: int, height: int, given: Optional[Path] = None,
+                 precision: str = 'fp32'):
+        check_precision(precision)
+        if given is not None:
+            check_given_graph(Path(given), precision)
         self.network, self.model_name, self.weights = network, model_name, weights
-        self.width, self.height = width, height
+        self.width, self.height, self.precision = width, height, precision
         self.given = Path(given) if given is not None else None
         if weights is None:
             # Untrained weights differ per process: export into a folder removed with us.
@@ -225,14 +274,14 @@ class OnnxGraphCache:
         else:
             self.folder = writable_dir(weights.parent)
             self.stem, digest = weights.stem, file_digest(weights)
-        self.metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': digest,
-                         'semseg_ros.input_size': f'{width}x{height}'}
+        self.metadata = graph_metadata(model_name, digest, width, height, precision)
 
     def path(self, with_confidence: bool) -> Path:
         """Return the graph's file, exporting it first if it is missing or stale."""
         if self.given is not None:
             return self.given
-        suffix = '.conf' if with_confidence else ''
+        suffix = ('.conf' if with_confidence else '') + (
+            '.int8' if self.precision == 'int8' else '')
         path = self.folder / f'{self.stem}.{self.width}x{self.height}{suffix}.onnx'
         fresh = False
         if path.is_file() and self.weights is not None:
@@ -242,8 +291,26 @@ class OnnxGraphCache:
             except Exception:  # a corrupt cache file is simply rebuilt
                 fresh = False
         if not fresh:
-            LOG.info('exporting %s at %dx%d to %s', self.model_name, self.width, self.height,
-                     path)
+            LOG.info('exporting %s at %dx%d (%s) to %s', self.model_name, self.width,
+                     self.height, self.precision, path)
             export_inference_graph(self.network, path, self.width, self.height,
-                                   with_confidence, self.metadata)
+                                   with_confidence, self.metadata, self.precision)
         return path
+
+
+def check_given_graph(path: Path, precision: str) -> None:
+    """Refuse a missing graph file, or one whose recorded precision is not ``precision``.
+
+    Graphs without the record (exported before it existed) are accepted as they are.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f'ONNX file not found: {path}')
+    try:
+        recorded = onnx_metadata(path).get('semseg_ros.precision')
+    except Exception:  # not readable as ONNX: ONNX Runtime names the problem when loading
+        return
+    if recorded is not None and recorded != precision:
+        raise ValueError(f'{path} is a {recorded} graph but precision {precision} was asked '
+                         f'for; export a {precision} graph (`semseg export'
+                         f'{" --int8" if precision == "int8" else ""}`) or set precision '
+                         f'{recorded}')

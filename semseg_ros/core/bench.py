@@ -1,7 +1,8 @@
 """``semseg bench``: parameters, GMACs, latency, FPS and peak memory of the networks.
 
-Each (model, backend) pair runs in a fresh process, so thread settings and peak memory
-of one do not leak into the next. Latency is the Segmenter's full ``segment()`` call on
+Each (model, backend, precision) runs in a fresh process, so thread settings and peak memory
+of one do not leak into the next. INT8 runs on ONNX Runtime only; its graph is built (and
+calibrated) before timing starts. Latency is the Segmenter's full ``segment()`` call on
 an image of the network's input size (pre-process, inference, post-process), with the
 inference stage reported on its own too.
 """
@@ -17,7 +18,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from semseg_ros.core.backends import BACKENDS
+from semseg_ros.core.backends import BACKENDS, PRECISIONS
 
 # The paper resolutions the project's speed goals are stated at.
 DEFAULT_SIZES = {'mininet_v2_cpu': (512, 256), 'mininet_v2': (1024, 512),
@@ -40,7 +41,7 @@ def _percentile(values: List[float], q: float) -> float:
 
 
 def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threads: int,
-            weights: str) -> Dict[str, object]:
+            weights: str, precision: str = 'fp32') -> Dict[str, object]:
     """Measure one model on one backend in this process; return a row of figures."""
     from semseg_ros.core.resources import shipped_weights
     from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -56,7 +57,7 @@ def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threa
     del network
     segmenter = Segmenter(SegmenterConfig(model=model, weights=weights, backend=backend,
                                           input_width=size[0], input_height=size[1],
-                                          threads=threads))
+                                          threads=threads, precision=precision))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     for _ in range(warmup):
@@ -69,7 +70,8 @@ def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threa
         inference.append(result.timings_ms['inference'])
     wall = time.perf_counter() - start
     return {
-        'model': model, 'backend': backend, 'size': f'{size[0]}x{size[1]}',
+        'model': model, 'backend': backend, 'precision': precision,
+        'size': f'{size[0]}x{size[1]}',
         'weights': weights, 'providers': list(segmenter.backend.providers),
         'params': params, 'gmacs': gmacs,
         'latency_ms_median': _percentile(totals, 50), 'latency_ms_p90': _percentile(totals, 90),
@@ -103,11 +105,12 @@ def measure_isolated(*args) -> Dict[str, object]:
 
 def format_table(rows: List[Dict[str, object]]) -> str:
     """Render benchmark rows as a Markdown table."""
-    header = ('| model | backend | size | params | GMACs | latency median (ms) | p90 (ms) | '
-              'inference (ms) | FPS | peak RSS (MB) |')
-    lines = [header, '|' + '---|' * 10]
+    header = ('| model | backend | precision | size | params | GMACs | latency median (ms) | '
+              'p90 (ms) | inference (ms) | FPS | peak RSS (MB) |')
+    lines = [header, '|' + '---|' * 11]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['backend']} | {r['size']} | {r['params'] / 1e6:.3f}M "
+        lines.append(f"| {r['model']} | {r['backend']} | {r.get('precision', 'fp32')} | "
+                     f"{r['size']} | {r['params'] / 1e6:.3f}M "
                      f"| {r['gmacs']:.2f} | {r['latency_ms_median']:.2f} | "
                      f"{r['latency_ms_p90']:.2f} | {r['inference_ms_median']:.2f} | "
                      f"{r['fps']:.1f} | {r['peak_rss_mb']:.0f} |")
@@ -139,6 +142,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help=f'a model or "all" ({", ".join(list_models())})')
     parser.add_argument('--backend', default='onnxruntime',
                         help=f'{" | ".join(BACKENDS)} | all (default: onnxruntime)')
+    parser.add_argument('--precision', default='fp32',
+                        help=f'{" | ".join(PRECISIONS)} | all (default: fp32; int8 runs on '
+                             'onnxruntime only)')
     parser.add_argument('--size', type=parse_size, default=None,
                         help="network input WxH (default: each model's paper size)")
     parser.add_argument('--runs', type=int, default=50, help='timed runs (default 50)')
@@ -157,6 +163,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     for backend in backends:
         if backend not in BACKENDS:
             parser.error(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}, all')
+    precisions = list(PRECISIONS) if args.precision == 'all' else [args.precision]
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            parser.error(f'unknown precision {precision!r}; valid: {", ".join(PRECISIONS)}, '
+                         'all')
+    if args.precision == 'int8' and 'onnxruntime' not in backends:
+        parser.error('--precision int8 runs on the onnxruntime backend only')
     if args.runs < 1 or args.warmup < 0 or args.threads < 0:
         parser.error('--runs must be >= 1, --warmup and --threads >= 0')
     machine = machine_description()
@@ -165,12 +178,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     for model in models:
         size = args.size or DEFAULT_SIZES.get(model, (512, 256))
         for backend in backends:
-            try:
-                rows.append(measure_isolated(model, backend, size, args.runs, args.warmup,
-                                             args.threads, args.weights))
-            except RuntimeError as error:
-                failures += 1
-                print(f'semseg bench: {model} on {backend} failed: {error}', file=sys.stderr)
+            for precision in precisions:
+                if precision == 'int8' and backend != 'onnxruntime':
+                    continue  # no int8 PyTorch path; --precision all compares on onnxruntime
+                try:
+                    rows.append(measure_isolated(model, backend, size, args.runs, args.warmup,
+                                                 args.threads, args.weights, precision))
+                except RuntimeError as error:
+                    failures += 1
+                    print(f'semseg bench: {model} on {backend} ({precision}) failed: {error}',
+                          file=sys.stderr)
     if rows:
         print(format_table(rows))
     if args.json:

@@ -23,6 +23,7 @@ import onnxruntime
 import torch
 from torch import nn, Tensor
 
+from semseg_ros.core.files import atomic_output
 from semseg_ros.models import check_multiple
 
 # The exporter's default opset for torch 2.13; ONNX Runtime 1.2x runs it on every provider.
@@ -114,26 +115,32 @@ def export_module(module: nn.Module, example_inputs: tuple, path: Union[str, Pat
         metadata: ``metadata_props`` to store in the file (e.g. the weights' digest).
     """
     import onnx
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
-    os.close(handle)
-    try:
+    with tempfile.TemporaryDirectory(prefix='semseg_export_') as work:
+        exported = os.path.join(work, 'graph.onnx')
         torch.onnx.export(
-            module, example_inputs, tmp, input_names=input_names, output_names=output_names,
-            opset_version=opset or DEFAULT_OPSET, dynamo=True, external_data=False,
-            custom_translation_table=_translation_table(), verbose=False)
-        if metadata:
-            proto = onnx.load(tmp)
-            for key, value in metadata.items():
-                entry = proto.metadata_props.add()
-                entry.key, entry.value = key, str(value)
-            onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+            module, example_inputs, exported, input_names=input_names,
+            output_names=output_names, opset_version=opset or DEFAULT_OPSET, dynamo=True,
+            external_data=False, custom_translation_table=_translation_table(), verbose=False)
+        return save_onnx(onnx.load(exported), path, metadata)
+
+
+def save_onnx(proto, path: Union[str, Path], metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write an ONNX ``ModelProto`` atomically (temporary name, then rename), with metadata.
+
+    Args:
+        proto: The model.
+        path: Destination ``.onnx`` file; its folder is created if missing.
+        metadata: ``metadata_props`` to set (replacing any already there), or None to keep.
+    """
+    import onnx
+    if metadata is not None:
+        del proto.metadata_props[:]
+        for key, value in metadata.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+    with atomic_output(path) as tmp:
+        onnx.save(proto, str(tmp))
+    return Path(path)
 
 
 def compare_with_torch(model: nn.Module, onnx_path: Union[str, Path], width: int, height: int,

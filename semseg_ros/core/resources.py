@@ -36,3 +36,13 @@ def weights_dir() -> Path:
 def shipped_weights(model_name: str) -> Path:
     """Return the path of the shipped CamVid weights of a model (which may not exist yet)."""
     return weights_dir() / f'{model_name}_camvid.pt'
+
+
+def samples_dir() -> Path:
+    """Return the folder of the sample images shipped inside the package."""
+    return _PACKAGE_DIR / 'data' / 'samples'
+
+
+def calibration_dir() -> Path:
+    """Return the folder of the CamVid train frames that calibrate INT8 graphs."""
+    return samples_dir() / 'camvid_train_calib'

@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import torch
 
-from semseg_ros.core.backends import (BACKENDS, OnnxGraphCache, OnnxRuntimeBackend,
-                                      resolve_device, TorchBackend)
+from semseg_ros.core.backends import (BACKENDS, check_precision, OnnxGraphCache,
+                                      OnnxRuntimeBackend, resolve_device, TorchBackend)
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import load_weights, WeightsError
@@ -48,6 +48,10 @@ class SegmenterConfig:
         threads: CPU threads for inference (0: the runtime's default, all cores).
         fp16: Half precision where the hardware supports it (CUDA, TensorRT).
         onnx_path: A deployment graph from ``semseg export`` to use instead of exporting.
+        precision: ``'fp32'`` (default) or ``'int8'``: a statically quantized graph, built on
+            first use next to the float one (onnxruntime backend only; about 1.4x faster
+            than fp32 for MiniNet-v2-cpu on a CPU with VNNI, labels agreeing on ~98% of
+            pixels; see the README).
     """
 
     model: str = 'mininet_v2_cpu'
@@ -60,6 +64,7 @@ class SegmenterConfig:
     threads: int = 0
     fp16: bool = False
     onnx_path: str = ''
+    precision: str = 'fp32'
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and its valid values."""
@@ -72,6 +77,7 @@ class SegmenterConfig:
         check_input_size(self.model, self.input_width, self.input_height)
         if self.threads < 0:
             raise ValueError(f'threads must be >= 0, got {self.threads}')
+        check_precision(self.precision, self.backend)
 
 
 @dataclass
@@ -110,7 +116,8 @@ class Segmenter:
             self.backend = TorchBackend(self.network, config.device, config.fp16)
         else:
             graphs = OnnxGraphCache(self.network, config.model, self.weights_path, *size,
-                                    given=Path(config.onnx_path) if config.onnx_path else None)
+                                    given=Path(config.onnx_path) if config.onnx_path else None,
+                                    precision=config.precision)
             self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
                                               config.fp16)
         self.device = resolve_device(config.device) if config.backend == 'torch' else (

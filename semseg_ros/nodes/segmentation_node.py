@@ -29,7 +29,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from semseg_ros.core import conversions
-from semseg_ros.core.backends import BACKENDS, DEVICES
+from semseg_ros.core.backends import BACKENDS, DEVICES, PRECISIONS
 from semseg_ros.core.classes import colorize
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
@@ -93,6 +93,9 @@ def parameter_specs() -> Tuple[ParamSpec, ...]:
                   'warning when it is not available.', choices=DEVICES),
         ParamSpec('fp16', False, 'Half precision where the device supports it (CUDA, '
                   'TensorRT).'),
+        ParamSpec('precision', 'fp32', "Numeric precision of the graph: 'fp32', or 'int8' "
+                  '(statically quantized, built and calibrated on first use; onnxruntime '
+                  'backend only).', choices=PRECISIONS),
         ParamSpec('threads', 0, 'CPU inference threads (0: the runtime default).',
                   limits=(0, 256)),
         ParamSpec('input_width', 512, 'Network input width in pixels (a multiple of the '
@@ -265,7 +268,8 @@ class SegmentationNode(Node):
             class_set=self._param('class_set'), backend=self._param('backend'),
             device=self._param('device'), input_width=self._param('input_width'),
             input_height=self._param('input_height'), threads=self._param('threads'),
-            fp16=self._param('fp16'), onnx_path=self._param('onnx_path'))
+            fp16=self._param('fp16'), onnx_path=self._param('onnx_path'),
+            precision=self._param('precision'))
         try:
             return Segmenter(config)
         except (ValueError, OSError) as error:  # WeightsError is a ValueError
@@ -389,6 +393,7 @@ class SegmentationNode(Node):
             ('model', info['model']), ('weights', info['weights_file']),
             ('backend', info['backend']), ('providers', ', '.join(info['providers'])),
             ('device', self.segmenter.device), ('fp16', info['fp16']),
+            ('precision', info['precision']),
             ('input_size', f'{info["input_width"]}x{info["input_height"]}'),
             ('output_resolution', self._param('output_resolution')),
             ('outputs', ', '.join(self._last_outputs) or 'none'),

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import load_weights
@@ -22,7 +23,6 @@ from semseg_ros.data.datasets import build_dataset, DATASETS
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     AMP_MODES, evaluate_model, limit_cv2_threads, parse_size, select_device)
-from semseg_ros.training.files import write_text_atomic
 from semseg_ros.training.plots import plot_class_iou, plot_confusion_matrix
 
 PROG = 'semseg eval'

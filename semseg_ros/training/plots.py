@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from semseg_ros.training.files import atomic_output
+from semseg_ros.core.files import atomic_output
 
 
 def _save(figure, path: Path) -> Path:

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 
+from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.weights import load_weights, read_weights, save_weights
 from semseg_ros.data.datasets import build_dataset, DATASETS
@@ -59,7 +60,6 @@ from semseg_ros.training.engine import (
     AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits,
     limit_cv2_threads, make_loader, parse_size, progress_bar, seed_everything, select_device,
     to_device)
-from semseg_ros.training.files import write_text_atomic
 from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
 
 PROG = 'semseg train'
