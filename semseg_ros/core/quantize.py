@@ -10,6 +10,11 @@ The recipe (measured on MiniNet-v2-cpu at 512x256, see the README's INT8 section
 * Every op ONNX Runtime runs in int8 is quantized (``QUANTIZED_OPS``), the first conv and the
   classifier included; the network is first rewritten by :mod:`semseg_ros.core.deploy` so no
   float island (transposed conv, lone BatchNorm) is left in the middle.
+* The classifier's logits are quantized over ``[runner-up minimum, maximum]`` instead of
+  their full range: only the two best logits of a pixel decide its label, and the lowest
+  logits (down to -22 against a maximum of 18 for trained MiniNet-v2-cpu) would otherwise
+  take half of the 256 levels. Measured on CamVid val: label agreement 98.33% -> 98.51%,
+  mIoU change -0.58 -> -0.38 points (a float classifier: 98.54%, -0.23, but 20% slower).
 * Activation ranges come from the 16 CamVid *train* frames shipped in
   ``semseg_ros/data/samples/camvid_train_calib`` (validation frames stay for reporting),
   resized to the network input as the Segmenter resizes camera images.
@@ -31,6 +36,10 @@ from semseg_ros.core.resources import calibration_dir
 # Bump when the recipe changes: cached INT8 graphs record it and are rebuilt.
 INT8_RECIPE = '1'
 QUANTIZED_OPS = ('Conv', 'MaxPool', 'Add', 'Concat', 'Relu', 'Transpose', 'Reshape', 'Pad')
+# Ops between the classifier conv and the ArgMax that only move values.
+_DATA_MOVEMENT = ('Transpose', 'Reshape', 'DepthToSpace', 'Identity', 'Squeeze', 'Unsqueeze')
+# Below the lowest runner-up logit seen in calibration, by this fraction of the range kept.
+LOGIT_MARGIN = 0.1
 CALIBRATION_SUFFIXES = ('.jpg', '.jpeg', '.png')
 
 LOG = logging.getLogger(__name__)
@@ -111,11 +120,60 @@ def quantize_graph(float_graph: Union[str, Path], path: Union[str, Path], width:
         prepared = os.path.join(work, 'prepared.onnx')
         quantized = os.path.join(work, 'int8.onnx')
         quant_pre_process(str(float_graph), prepared, skip_symbolic_shape=True)
+        overrides = logit_range_overrides(prepared, batches)
         LOG.info('calibrating the INT8 graph on %d CamVid train frames', len(batches))
         quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False})
+                        extra_options={'WeightSymmetric': True, 'ActivationSymmetric': False,
+                                       'TensorQuantOverrides': overrides})
         save_onnx(onnx.load(quantized), path, metadata)
     return path
+
+
+def _classifier_logits(model):
+    """Return ``(conv_output, argmax_input, axis)`` of the graph's classifier, or None.
+
+    The classifier is the conv whose output reaches the labels' ArgMax through ops that only
+    move values; graphs that do more in between (e.g. a bilinear resize) are left alone.
+    """
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        if node.op_type != 'ArgMax':
+            continue
+        axis = next((a.i for a in node.attribute if a.name == 'axis'), 0)
+        tensor = node.input[0]
+        producer = producers.get(tensor)
+        while producer is not None and producer.op_type in _DATA_MOVEMENT:
+            producer = producers.get(producer.input[0])
+        if producer is not None and producer.op_type == 'Conv':
+            return producer.output[0], node.input[0], axis
+    return None
+
+
+def logit_range_overrides(prepared: Union[str, Path], batches: List[np.ndarray]) -> Dict:
+    """Return ``TensorQuantOverrides`` giving the classifier's logits the range that matters.
+
+    The range runs from the lowest runner-up logit on the calibration frames (less a margin of
+    :data:`LOGIT_MARGIN` of the range) to the highest logit: lower logits never decide a label
+    and are clamped. Empty when the graph has no classifier conv feeding its ArgMax.
+    """
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(str(prepared))
+    found = _classifier_logits(model)
+    if found is None:
+        return {}
+    conv_output, argmax_input, axis = found
+    model.graph.output.append(onnx.ValueInfoProto(name=argmax_input))
+    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+    runner_up_min, top_max, low = np.inf, -np.inf, np.inf
+    for batch in batches:
+        logits = session.run([argmax_input], {'image': batch})[0]
+        ordered = np.sort(logits, axis=axis)
+        runner_up_min = min(runner_up_min, float(np.take(ordered, -2, axis=axis).min()))
+        top_max, low = max(top_max, float(ordered.max())), min(low, float(ordered.min()))
+    rmin = max(low, runner_up_min - LOGIT_MARGIN * (top_max - runner_up_min))
+    return {conv_output: [{'rmin': np.array(rmin, np.float32),
+                           'rmax': np.array(top_max, np.float32)}]}
