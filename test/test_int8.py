@@ -132,9 +132,9 @@ def test_given_graph_of_another_precision_is_refused(segmenters, weights_file):
     """An fp32 file given as onnx_path cannot run as int8, and the other way round."""
     stem = f'{weights_file.stem}.{SIZE[0]}x{SIZE[1]}'
     fp32_file, int8_file = (weights_file.parent / f'{stem}{s}.onnx' for s in ('', '.int8'))
-    with pytest.raises(ValueError, match='is a fp32 graph but precision int8 was asked'):
+    with pytest.raises(ValueError, match='holds a fp32 graph but precision int8 was asked'):
         make(weights_file, 'int8', onnx_path=str(fp32_file))
-    with pytest.raises(ValueError, match='is a int8 graph but precision fp32'):
+    with pytest.raises(ValueError, match='holds a int8 graph but precision fp32'):
         make(weights_file, 'fp32', onnx_path=str(int8_file))
     given = make(weights_file, 'int8', onnx_path=str(int8_file))
     assert given.segment(np.zeros((96, 128, 3), np.uint8)).labels.shape == (96, 128)

@@ -314,7 +314,7 @@ def check_given_graph(path: Path, precision: str) -> None:
     except Exception:  # not readable as ONNX: ONNX Runtime names the problem when loading
         return
     if recorded is not None and recorded != precision:
-        raise ValueError(f'{path} is a {recorded} graph but precision {precision} was asked '
+        raise ValueError(f'{path} holds a {recorded} graph but precision {precision} was asked '
                          f'for; export a {precision} graph (`semseg export'
                          f'{" --int8" if precision == "int8" else ""}`) or set precision '
                          f'{recorded}')

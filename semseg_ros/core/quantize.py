@@ -1,20 +1,22 @@
 """Static INT8 quantization of deployment graphs with ONNX Runtime's quantization tool.
 
-The recipe (measured on MiniNet-v2-cpu at 512x256, see the README's INT8 section):
+The recipe (measured on MiniNet-v2-cpu at 512x256; figures in ``docs/cpu_inference.md``):
 
 * QDQ format, weights int8 symmetric per output channel, activations uint8 asymmetric per
   tensor with min/max ranges, so ONNX Runtime's CPU provider fuses each pattern into its int8
   kernels (``QLinearConv``, ``QLinearAdd``, ``QLinearConcat``, uint8 ``MaxPool``) and runs them
-  channels-last. Percentile and entropy calibration and a float classifier were tried: no
-  clear gain in agreement with the float graph for 3x the calibration time or a slower graph.
+  channels-last. Percentile calibration agreed with the float graph on more pixels but lost
+  more mIoU (clipped large activations hurt small classes) and took 3x as long; entropy gave
+  the same graph as min/max.
 * Every op ONNX Runtime runs in int8 is quantized (``QUANTIZED_OPS``), the first conv and the
   classifier included; the network is first rewritten by :mod:`semseg_ros.core.deploy` so no
   float island (transposed conv, lone BatchNorm) is left in the middle.
 * The classifier's logits are quantized over ``[runner-up minimum, maximum]`` instead of
   their full range: only the two best logits of a pixel decide its label, and the lowest
   logits (down to -22 against a maximum of 18 for trained MiniNet-v2-cpu) would otherwise
-  take half of the 256 levels. Measured on CamVid val: label agreement 98.33% -> 98.51%,
-  mIoU change -0.58 -> -0.38 points (a float classifier: 98.54%, -0.23, but 20% slower).
+  take half of the 256 levels. Measured on CamVid val (epoch-15 weights): label agreement
+  98.33% -> 98.51%, mIoU change -0.58 -> -0.38 points (a float classifier: 98.54%, -0.23,
+  but 20% slower).
 * Activation ranges come from the 16 CamVid *train* frames shipped in
   ``semseg_ros/data/samples/camvid_train_calib`` (validation frames stay for reporting),
   resized to the network input as the Segmenter resizes camera images.

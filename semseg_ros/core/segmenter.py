@@ -49,7 +49,7 @@ class SegmenterConfig:
         fp16: Half precision where the hardware supports it (CUDA, TensorRT).
         onnx_path: A deployment graph from ``semseg export`` to use instead of exporting.
         precision: ``'fp32'`` (default) or ``'int8'``: a statically quantized graph, built on
-            first use next to the float one (onnxruntime backend only; about 1.4x faster
+            first use next to the float one (onnxruntime backend only; about 1.5x faster
             than fp32 for MiniNet-v2-cpu on a CPU with VNNI, labels agreeing on ~98% of
             pixels; see the README).
     """
