@@ -110,7 +110,9 @@ def test_training_learns_real_frames(learned_run, camvid):
     assert final > 4 * chance, f'mIoU {final:.3f} vs chance {chance:.3f}'
     assert final > 0.15
     assert sorted(p.name for p in learned_run.iterdir()) == \
-        ['best.pt', 'last.pt', 'log.csv', 'log.jsonl', 'run.json']
+        ['best.pt', 'curves.png', 'last.pt', 'log.csv', 'log.jsonl', 'run.json']
+    curves = cv2.imread(str(learned_run / 'curves.png'))
+    assert curves is not None and curves.shape[1] > curves.shape[0] > 300
     last = read_weights(learned_run / 'last.pt')  # weights_only=True load
     assert last['epoch'] == 30 and last['model'] == MODEL and 'optimizer' in last
     best = read_weights(learned_run / 'best.pt')
@@ -167,7 +169,7 @@ def test_ddp_two_processes(camvid, tmp_path):
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == \
-        ['best.pt', 'last.pt', 'log.csv', 'log.jsonl', 'run.json']
+        ['best.pt', 'curves.png', 'last.pt', 'log.csv', 'log.jsonl', 'run.json']
     for epoch in (1, 2):  # rank 0 alone reports
         assert result.stdout.count(f'epoch {epoch}/2 ') == 1, result.stdout
     assert '2 process(es)' in result.stdout
@@ -224,6 +226,9 @@ def test_export_best_weights(learned_run, tmp_path):
                                     'SignSymbol', 'Fence', 'Car', 'Pedestrian', 'Bicyclist'}
     assert meta['commands'][0].startswith('semseg train --model mininet_v2_cpu')
     assert meta['train_wall_seconds'] > 0 and meta['date']
+    assert [h['epoch'] for h in meta['history']] == list(range(1, 31))
+    assert [h['epoch'] for h in meta['history'] if h['val_miou'] is not None] == [10, 20, 30]
+    assert meta['history'][-1]['loss'] == pytest.approx(history[-1]['loss'], abs=1e-5)
     load_weights(create_model(MODEL, 11), path, MODEL, 11)
 
 

@@ -12,11 +12,13 @@ files::
 import argparse
 from pathlib import Path
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.resources import weights_dir
 from semseg_ros.core.weights import read_weights
+from semseg_ros.training.plots import plot_training_curves
 
 HEADER = """# Model card: shipped CamVid weights
 
@@ -25,18 +27,35 @@ weights file; do not edit by hand. Figures are CamVid **val** (101 frames at 480
 test split is measured separately); `semseg eval --model M --dataset camvid --data-root DIR
 --split val` reproduces them with the shipped weights.
 """
+CURVES_FILE = 'training_curves.png'
 
 
 def _percent(value) -> str:
     return '—' if value is None else f'{100 * float(value):.1f}'
 
 
+def _shipped_files(folder: Path) -> List[Path]:
+    return sorted(Path(folder).glob('*_camvid.pt'))
+
+
+def training_histories(folder: Path) -> Dict[str, list]:
+    """Return model name -> per-epoch history stored in each shipped file (if it has one)."""
+    histories = {}
+    for path in _shipped_files(folder):
+        meta = read_weights(path).get('meta', {})
+        if meta.get('history'):
+            histories[meta.get('model', path.stem)] = meta['history']
+    return histories
+
+
 def render_card(folder: Path) -> str:
     """Return the Markdown card for every ``*_camvid.pt`` file in ``folder``."""
     sections = [HEADER]
-    files = sorted(folder.glob('*_camvid.pt'))
+    files = _shipped_files(folder)
     if not files:
         sections.append('\nNo weights are shipped yet.\n')
+    if training_histories(folder):
+        sections.append(f'\n![Training loss and val mIoU per epoch]({CURVES_FILE})\n')
     names = load_class_set('camvid').names
     for path in files:
         meta = read_weights(path).get('meta', {})
@@ -77,16 +96,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     card = render_card(args.folder)
     path = args.folder / 'MODEL_CARD.md'
+    histories = training_histories(args.folder)
+    curves = args.folder / CURVES_FILE
     if args.check:
         current = path.read_text() if path.is_file() else ''
-        if current != card:
+        if current != card or (histories and not curves.is_file()):
             print(f'{path} is stale: run python -m semseg_ros.training.model_card',
                   file=sys.stderr)
             return 1
         return 0
-    tmp = path.with_name(path.name + '.part')
-    tmp.write_text(card)
-    tmp.replace(path)
+    if histories:
+        plot_training_curves(histories, curves, title='Training on CamVid (shipped weights)')
+        print(f'wrote {curves}')
+    write_text_atomic(path, card)
     print(f'wrote {path}')
     return 0
 

@@ -1,11 +1,11 @@
-"""Evaluation plots: row-normalised confusion matrix and per-class IoU, as PNG files.
+"""Training and evaluation plots: confusion matrix, per-class IoU, training curves (PNG).
 
 Uses matplotlib's object API on the Agg canvas (no pyplot state, no display needed).
 Files are written under a temporary name and renamed, so a PNG is complete or absent.
 """
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -84,5 +84,42 @@ def plot_class_iou(iou: Sequence[Optional[float]], class_names: Sequence[str], p
     axes.set_ylim(0.0, 1.08)
     axes.set_ylabel('IoU')
     axes.set_title(title)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_training_curves(histories: Mapping[str, Sequence[Mapping]], path: Path,
+                         title: str = 'Training on CamVid') -> Path:
+    """Draw training loss and validation mIoU against the epoch, one colour per run.
+
+    Args:
+        histories: Run name (e.g. the model) -> its per-epoch log entries, each with
+            ``epoch`` and ``loss`` and, on validated epochs, ``val_miou`` (others None).
+        path: PNG file to write.
+        title: Figure title.
+    """
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(10.0, 4.0))
+    loss_axes, miou_axes = figure.subplots(1, 2)
+    for index, (name, history) in enumerate(histories.items()):
+        color = f'C{index}'
+        epochs = [int(h['epoch']) for h in history]
+        loss_axes.plot(epochs, [float(h['loss']) for h in history], color=color, label=name)
+        validated = [h for h in history if h.get('val_miou') is not None]
+        if validated:
+            best = max(validated, key=lambda h: h['val_miou'])
+            miou_axes.plot([h['epoch'] for h in validated],
+                           [100 * h['val_miou'] for h in validated], 'o-', color=color,
+                           markersize=3, label=f'{name} (best {100 * best["val_miou"]:.1f} '
+                           f'@ {best["epoch"]})')
+    loss_axes.set_xlabel('epoch')
+    loss_axes.set_ylabel('training loss (weighted cross-entropy)')
+    miou_axes.set_xlabel('epoch')
+    miou_axes.set_ylabel('val mIoU (%)')
+    for axes in (loss_axes, miou_axes):
+        axes.grid(alpha=0.3)
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc='best', fontsize=8)
+    figure.suptitle(title)
     figure.tight_layout()
     return _save(figure, path)

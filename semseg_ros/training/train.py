@@ -61,6 +61,7 @@ from semseg_ros.training.engine import (
     limit_cv2_threads, make_loader, parse_size, progress_bar, seed_everything, select_device,
     to_device)
 from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
+from semseg_ros.training.plots import plot_training_curves
 
 PROG = 'semseg train'
 DEFAULTS: Dict[str, Any] = {
@@ -519,6 +520,10 @@ class Trainer:
         if improved:
             save_weights(self.run_dir / 'best.pt', **save)
         _write_logs(self.run_dir, self.history)
+        if meta['val_miou'] is not None:
+            plot_training_curves({self.config['model']: self.history},
+                                 self.run_dir / 'curves.png',
+                                 title=f'{self.config["model"]} on {self.train_set.name}')
 
     def _class_set_name(self) -> str:
         if self.config['dataset'] == 'folder':
@@ -559,6 +564,10 @@ def export_best(run_dir, out_path) -> Path:
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
         'torch': str(torch.__version__),
+        # Enough to draw the training curves in the model card, small enough to ship.
+        'history': [{'epoch': int(h['epoch']), 'loss': round(float(h['loss']), 5),
+                     'val_miou': None if h.get('val_miou') is None
+                     else round(float(h['val_miou']), 5)} for h in last['history']],
     }
     return save_weights(out_path, model, payload['model'], payload['num_classes'],
                         payload['class_set'], meta=meta)
