@@ -401,6 +401,9 @@ def _run_node(*ros_args, env=None):
     (('-p', 'window_frames:=-3'), 'invalid parameter window_frames'),
     (('-p', 'dynamic_classes:=[Car, Dragon]'), "unknown class name(s) 'Dragon'"),
     (('-p', 'image_reliability:=sometimes'), 'invalid parameter image_reliability'),
+    # Integers given for real-valued parameters are range-checked by the node, not by rclpy.
+    (('-p', 'idle_flush_s:=-5'), 'invalid parameter idle_flush_s: -5 is outside [0, 3600]'),
+    (('-p', 'sync_max_age_s:=soon'), "invalid parameter sync_max_age_s: 'soon' is not a number"),
 ])
 def test_bad_parameters_exit_2_with_one_fatal_line(ros_args, named):
     """A bad value stops the node at start-up: exit code 2, the reason, no traceback."""

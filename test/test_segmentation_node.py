@@ -43,7 +43,7 @@ from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.serving import render_overlay
 from semseg_ros.core.weights import save_weights
 from semseg_ros.models import create_model, list_models, model_info
-from semseg_ros.nodes.segmentation_node import (NodeConfigError, parameter_specs,
+from semseg_ros.nodes.segmentation_node import (node_parameters, NodeConfigError,
                                                 SegmentationNode)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -489,6 +489,11 @@ def test_dynamic_parameters(probe, raw_node, camera, frame, segmenter):
     assert not refused.successful and 'input, network' in refused.reason
     refused = probe.set_parameters(RAW_NODE, overlay_alpha=1.5)[0]
     assert not refused.successful
+    # Real-valued parameters take integers (dynamic typing), so the node checks the range.
+    refused = probe.set_parameters(RAW_NODE, overlay_alpha=2)[0]
+    assert not refused.successful and 'overlay_alpha: 2 is outside [0, 1]' in refused.reason
+    refused = probe.set_parameters(RAW_NODE, overlay_alpha='opaque')[0]
+    assert not refused.successful and "'opaque' is not a number" in refused.reason
     refused = probe.set_parameters(RAW_NODE, model='mininet_v2')[0]
     assert not refused.successful and 'read-only' in refused.reason
 
@@ -672,13 +677,13 @@ CONFIGS = ['cpu_robot.yaml', 'jetson_enet.yaml', 'jetson_rdsnet.yaml']
 @pytest.mark.parametrize('config', CONFIGS)
 def test_config_files_hold_valid_parameters(config):
     """Every key is a node parameter of the right type and, for enumerations, a valid value."""
-    specs = {spec.name: spec for spec in parameter_specs()}
+    specs = node_parameters()
     content = yaml.safe_load((CONFIG_DIR / config).read_text())
     parameters = content['/**']['ros__parameters']
     for name, value in parameters.items():
         assert name in specs, f'{config}: unknown parameter {name}'
-        spec = specs[name]
-        assert type(value) is type(spec.default), f'{config}: {name}: {value!r}'
+        default, spec = specs[name]
+        assert type(value) is type(default), f'{config}: {name}: {value!r}'
         if spec.choices and name != 'model':
             assert value in spec.choices, f'{config}: {name}: {value!r}'
     assert parameters['backend'] == 'onnxruntime'
@@ -743,7 +748,8 @@ BAD_PARAMETERS = [
     ('weights:=OTHER_MODEL', "weights are for model 'mininet_v2', expected 'mininet_v2_cpu'"),
     ('input_width:=100', 'multiples of 8'),
     ('overlay_alpha:=1.5', 'overlay_alpha out of range'),
-    ('overlay_alpha:=1', 'write a decimal point'),
+    ('overlay_alpha:=2', 'invalid parameter overlay_alpha: 2 is outside [0, 1]'),
+    ('overlay_alpha:=opaque', "invalid parameter overlay_alpha: 'opaque' is not a number"),
     ('threads:=-1', 'threads out of range'),
     ('precision:=int4', 'valid values: fp32, int8'),
     ('precision:=int8', 'precision int8 runs only on the onnxruntime backend'),

@@ -29,7 +29,6 @@ Run::
         -r image:=/camera/image_raw
 """
 
-from dataclasses import dataclass
 import re
 import sys
 import threading
@@ -37,9 +36,7 @@ import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
-from rclpy.exceptions import ParameterException
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -52,6 +49,7 @@ from semseg_ros.core.stamp_sync import REJECT_REASONS, StampMatcher
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 from semseg_ros.keyframes.policy import KeyframeDecision, KeyframePolicy
 from semseg_ros.keyframes.scoring import KeyframeScorer
+from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
 from semseg_ros.nodes.spinning import run_nodes
 
 NODE_NAME = 'keyframe_node'
@@ -62,42 +60,6 @@ DROP_REASONS = ('bad_encoding', 'bad_size', 'bad_ids', 'bad_image') + REJECT_REA
 LOG_THROTTLE_S = 5.0
 # How often the node checks whether the input went quiet (idle_flush_s).
 IDLE_CHECK_PERIOD_S = 0.2
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    """A node parameter: description and constraints (the default comes from elsewhere).
-
-    Attributes:
-        description: What it does, for ``ros2 param describe``.
-        read_only: Fixed at start-up.
-        limits: Inclusive (min, max) of a number, or None.
-        choices: Valid values of a string enumeration (empty: any).
-    """
-
-    description: str
-    read_only: bool = True
-    limits: Optional[Tuple[float, float]] = None
-    choices: Tuple[str, ...] = ()
-
-    def descriptor(self, default: Any) -> ParameterDescriptor:
-        """Return the ROS descriptor; real numbers take integers too (dynamic typing)."""
-        descriptor = ParameterDescriptor(description=self.description,
-                                         read_only=self.read_only)
-        if self.choices:
-            descriptor.additional_constraints = 'one of: ' + ', '.join(self.choices)
-        if isinstance(default, float):
-            descriptor.dynamic_typing = True  # `300` in a params file means 300.0
-            if self.limits is not None:
-                descriptor.floating_point_range = [FloatingPointRange(
-                    from_value=float(self.limits[0]), to_value=float(self.limits[1]))]
-        elif isinstance(default, int) and not isinstance(default, bool) \
-                and self.limits is not None:
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(self.limits[0]), to_value=int(self.limits[1]), step=1)]
-        elif isinstance(default, list):
-            descriptor.dynamic_typing = True  # an empty list has no element type
-        return descriptor
 
 
 # The node's own parameters: name -> (default, spec).
@@ -220,10 +182,6 @@ def score_message(header, status_name: str, values: Sequence[Tuple[str, Any]]
     return DiagnosticArray(header=header, status=[status])
 
 
-class NodeConfigError(Exception):
-    """The node cannot start with its parameters; the message says why (already logged)."""
-
-
 class KeyframeNode(Node):
     """Score every matched frame, choose keyframes online and publish them.
 
@@ -297,20 +255,12 @@ class KeyframeNode(Node):
         return self.get_parameter(name).value
 
     def _declare(self, name: str, default: Any, spec: ParamSpec) -> Any:
-        """Declare one parameter; return its value (an override's, if given)."""
-        try:
-            value = self.declare_parameter(name, default, spec.descriptor(default)).value
-        except ParameterException as error:
-            # rclpy words it 'Invalid parameter value (v) for parameter. Reason: <why>: <name>'
-            reason = str(error).split('Reason: ', 1)[-1].removesuffix(f': {name}')
-            raise NodeConfigError(f'invalid parameter {name}: {reason}') from error
-        if spec.choices and value not in spec.choices:
-            raise NodeConfigError(f'invalid parameter {name}: {value!r}; valid values: '
-                                  f'{", ".join(spec.choices)}')
-        return value
+        self._specs[name] = (default, spec)
+        return declare(self, name, default, spec)
 
     def _declare_parameters(self) -> Dict[str, Any]:
         """Declare every parameter; return the validated keyframe configuration."""
+        self._specs: Dict[str, Tuple[Any, ParamSpec]] = {}
         for name, (default, spec) in NODE_PARAMETERS.items():
             self._declare(name, default, spec)
         config_file = self._param('config_file')
@@ -351,6 +301,9 @@ class KeyframeNode(Node):
 
     def _check_parameters(self, parameters) -> SetParametersResult:
         """Refuse a change that makes the configuration invalid (reason: the validator's)."""
+        result = check_changes(parameters, self._specs)
+        if not result.successful:
+            return result
         changes = {p.name: p.value for p in parameters}
         try:
             self._validated(changes)

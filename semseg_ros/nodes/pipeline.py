@@ -23,6 +23,7 @@ import sys
 from rclpy.executors import MultiThreadedExecutor
 
 from semseg_ros.nodes import keyframe_node, segmentation_node
+from semseg_ros.nodes.params import NodeConfigError
 from semseg_ros.nodes.spinning import run_nodes
 
 SEGMENTATION_NAME = segmentation_node.NODE_NAME
@@ -45,7 +46,7 @@ def main(args=None) -> int:
     # Segmentation runs on its own worker thread; the executor's threads serve callbacks of
     # both nodes (each node's callbacks stay mutually exclusive: its default group).
     return run_nodes(factories, lambda: MultiThreadedExecutor(num_threads=4),
-                     (segmentation_node.NodeConfigError, keyframe_node.NodeConfigError), args)
+                     (NodeConfigError,), args)
 
 
 if __name__ == '__main__':

@@ -9,19 +9,15 @@ queue (a frame replaced before it was processed is counted as dropped)::
         -r image:=/camera/image_raw
 """
 
-from dataclasses import dataclass
 import json
 import logging
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
 import rclpy
-from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -35,6 +31,7 @@ from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterCo
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
                                      StreamStats)
 from semseg_ros.models import list_models
+from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
 
 NODE_NAME = 'segmentation_node'
 TRANSPORTS = ('raw', 'compressed')
@@ -44,95 +41,58 @@ EXIT_BAD_CONFIG = 2
 OUTPUTS = ('label_mask', 'color_mask', 'overlay', 'confidence')
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One node parameter: its default, documentation and constraints.
+def node_parameters() -> Dict[str, Tuple[Any, ParamSpec]]:
+    """Return every parameter of the node, name -> (default, spec).
 
-    Attributes:
-        name: Parameter name.
-        default: Default value (fixes the parameter's type).
-        description: What it does, for ``ros2 param describe``.
-        read_only: Fixed at start-up (changing it would need a new model or subscription).
-        choices: Valid values of a string enumeration (empty: any value).
-        limits: Inclusive (min, max) of a number.
+    A function, not a constant: the model choices come from the registry when asked.
     """
-
-    name: str
-    default: Any
-    description: str
-    read_only: bool = True
-    choices: Tuple[str, ...] = ()
-    limits: Optional[Tuple[float, float]] = None
-
-    def descriptor(self) -> ParameterDescriptor:
-        """Return the ROS ParameterDescriptor: description, range, allowed values."""
-        descriptor = ParameterDescriptor(description=self.description,
-                                         read_only=self.read_only)
-        if self.choices:
-            descriptor.additional_constraints = 'one of: ' + ', '.join(self.choices)
-        if self.limits is not None and isinstance(self.default, float):
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(self.limits[0]), to_value=float(self.limits[1]))]
-        elif self.limits is not None:
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(self.limits[0]), to_value=int(self.limits[1]), step=1)]
-        return descriptor
-
-
-def parameter_specs() -> Tuple[ParamSpec, ...]:
-    """Return every parameter of the node (the model choices come from the registry)."""
-    return (
-        ParamSpec('model', 'mininet_v2_cpu', 'Segmentation network (registry name).',
-                  choices=tuple(list_models())),
-        ParamSpec('weights', 'shipped', "Weights: 'shipped' (the package's CamVid weights), "
-                  "'none' (untrained network, for tests only) or a weights file path."),
-        ParamSpec('class_set', 'camvid', 'Class set (shipped name or YAML path); its size '
-                  'must match the weights.'),
-        ParamSpec('backend', 'onnxruntime', 'Inference runtime.', choices=BACKENDS),
-        ParamSpec('device', 'cpu', 'Inference device; cuda falls back to the CPU with a '
-                  'warning when it is not available.', choices=DEVICES),
-        ParamSpec('fp16', False, 'Half precision where the device supports it (CUDA, '
-                  'TensorRT).'),
-        ParamSpec('precision', 'fp32', "Numeric precision of the graph: 'fp32', or 'int8' "
-                  '(statically quantized, built and calibrated on first use; onnxruntime '
-                  'backend only).', choices=PRECISIONS),
-        ParamSpec('threads', 0, 'CPU inference threads (0: the runtime default).',
-                  limits=(0, 256)),
-        ParamSpec('input_width', 512, 'Network input width in pixels (a multiple of the '
-                  "model's input multiple).", limits=(8, 8192)),
-        ParamSpec('input_height', 256, 'Network input height in pixels.', limits=(8, 8192)),
-        ParamSpec('onnx_path', '', 'A graph from `semseg export` to run instead of '
-                  'exporting one (onnxruntime backend).'),
-        ParamSpec('input_transport', 'raw', "'raw': subscribe to image (sensor_msgs/Image); "
-                  "'compressed': to image/compressed (jpeg or png).", choices=TRANSPORTS),
-        ParamSpec('qos_reliability', 'best_effort', 'Reliability of the image subscription '
-                  '(best_effort also receives from reliable publishers).',
-                  choices=RELIABILITIES),
-        ParamSpec('output_resolution', 'input', "Mask size: 'input' (the camera's, by "
-                  "nearest neighbour) or 'network' (the network's output).", read_only=False,
-                  choices=OUTPUT_RESOLUTIONS),
-        ParamSpec('overlay_alpha', 0.5, 'Weight of the class colours in ~/overlay.',
-                  read_only=False, limits=(0.0, 1.0)),
-        ParamSpec('publish_confidence', False, 'Compute and publish ~/confidence (255 x the '
-                  'top softmax probability) while it has subscribers.', read_only=False),
-        ParamSpec('max_image_pixels', 4096 * 4096, 'Frames with more pixels are dropped as '
-                  'bad input.', read_only=False, limits=(1, 2 ** 31 - 1)),
-        ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.',
-                  limits=(0.1, 60.0)),
-    )
-
-
-def parameter_error(spec: ParamSpec, error: ParameterException) -> str:
-    """Return a one-line message for a value rclpy refused when declaring a parameter."""
-    # rclpy words it 'Invalid parameter value (v) for parameter. Reason: <why>: <name>'.
-    reason = str(error).split('Reason: ', 1)[-1].removesuffix(f': {spec.name}')
-    if isinstance(spec.default, float) and "of type 'INTEGER'" in reason:
-        reason += ' (write a decimal point, e.g. 1.0)'
-    return f'invalid parameter {spec.name}: {reason}'
-
-
-class NodeConfigError(Exception):
-    """The node cannot start with its parameters; the message says why (already logged)."""
+    return {
+        'model': ('mininet_v2_cpu', ParamSpec(
+            'Segmentation network (registry name).', choices=tuple(list_models()))),
+        'weights': ('shipped', ParamSpec(
+            "Weights: 'shipped' (the package's CamVid weights), 'none' (untrained network, "
+            'for tests only) or a weights file path.')),
+        'class_set': ('camvid', ParamSpec(
+            'Class set (shipped name or YAML path); its size must match the weights.')),
+        'backend': ('onnxruntime', ParamSpec('Inference runtime.', choices=BACKENDS)),
+        'device': ('cpu', ParamSpec(
+            'Inference device; cuda falls back to the CPU with a warning when it is not '
+            'available.', choices=DEVICES)),
+        'fp16': (False, ParamSpec(
+            'Half precision where the device supports it (CUDA, TensorRT).')),
+        'precision': ('fp32', ParamSpec(
+            "Numeric precision of the graph: 'fp32', or 'int8' (statically quantized, built "
+            'and calibrated on first use; onnxruntime backend only).', choices=PRECISIONS)),
+        'threads': (0, ParamSpec('CPU inference threads (0: the runtime default).',
+                                 limits=(0, 256))),
+        'input_width': (512, ParamSpec(
+            "Network input width in pixels (a multiple of the model's input multiple).",
+            limits=(8, 8192))),
+        'input_height': (256, ParamSpec('Network input height in pixels.',
+                                        limits=(8, 8192))),
+        'onnx_path': ('', ParamSpec(
+            'A graph from `semseg export` to run instead of exporting one (onnxruntime '
+            'backend).')),
+        'input_transport': ('raw', ParamSpec(
+            "'raw': subscribe to image (sensor_msgs/Image); 'compressed': to "
+            'image/compressed (jpeg or png).', choices=TRANSPORTS)),
+        'qos_reliability': ('best_effort', ParamSpec(
+            'Reliability of the image subscription (best_effort also receives from reliable '
+            'publishers).', choices=RELIABILITIES)),
+        'output_resolution': ('input', ParamSpec(
+            "Mask size: 'input' (the camera's, by nearest neighbour) or 'network' (the "
+            "network's output).", read_only=False, choices=OUTPUT_RESOLUTIONS)),
+        'overlay_alpha': (0.5, ParamSpec('Weight of the class colours in ~/overlay.',
+                                         read_only=False, limits=(0.0, 1.0))),
+        'publish_confidence': (False, ParamSpec(
+            'Compute and publish ~/confidence (255 x the top softmax probability) while it '
+            'has subscribers.', read_only=False)),
+        'max_image_pixels': (4096 * 4096, ParamSpec(
+            'Frames with more pixels are dropped as bad input.', read_only=False,
+            limits=(1, 2 ** 31 - 1))),
+        'diagnostics_period': (1.0, ParamSpec('Seconds between /diagnostics messages.',
+                                              limits=(0.1, 60.0))),
+    }
 
 
 class _RosLogHandler(logging.Handler):
@@ -172,7 +132,7 @@ class SegmentationNode(Node):
 
     def __init__(self, node_name: str = NODE_NAME, **kwargs):
         super().__init__(node_name, **kwargs)
-        self._specs = {spec.name: spec for spec in parameter_specs()}
+        self._specs = node_parameters()
         self._log_bridge = _RosLogHandler(self.get_logger())
         core_logger = logging.getLogger('semseg_ros')
         core_logger.addHandler(self._log_bridge)
@@ -220,7 +180,7 @@ class SegmentationNode(Node):
         self._class_info_pub.publish(String(data=json.dumps(self.class_info())))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(self._param('diagnostics_period'), self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(lambda ps: check_changes(ps, self._specs))
 
         self._worker = threading.Thread(target=self._work, name='segmentation_worker',
                                         daemon=True)
@@ -238,29 +198,8 @@ class SegmentationNode(Node):
         return self.get_parameter(name).value
 
     def _declare_parameters(self) -> None:
-        for spec in self._specs.values():
-            try:
-                self.declare_parameter(spec.name, spec.default, spec.descriptor())
-            except ParameterException as error:
-                raise NodeConfigError(parameter_error(spec, error)) from error
-            reason = self._invalid_reason(spec.name, self._param(spec.name))
-            if reason:
-                raise NodeConfigError(reason)
-
-    def _invalid_reason(self, name: str, value: Any) -> Optional[str]:
-        """Return why ``value`` is not valid for parameter ``name`` (None if it is)."""
-        spec = self._specs.get(name)
-        if spec is not None and spec.choices and value not in spec.choices:
-            return (f'invalid parameter {name}: {value!r}; valid values: '
-                    f'{", ".join(spec.choices)}')
-        return None
-
-    def _on_set_parameters(self, parameters) -> SetParametersResult:
-        for parameter in parameters:
-            reason = self._invalid_reason(parameter.name, parameter.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
+        for name, (default, spec) in self._specs.items():
+            declare(self, name, default, spec)
 
     def _load_segmenter(self) -> Segmenter:
         config = SegmenterConfig(
