@@ -22,7 +22,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
-    package_data={PACKAGE: ['weights/*.pt', 'weights/*.md', 'data/samples/**/*']},
+    package_data={PACKAGE: ['weights/*.pt', 'weights/*.onnx', 'weights/*.md',
+                            'weights/*.png', 'data/samples/**/*']},
     include_package_data=True,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),

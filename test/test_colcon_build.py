@@ -64,12 +64,18 @@ def test_installed_package_finds_its_share_files(workspace):
             'print(config_dir())\n'
             'print(load_class_set("camvid").names[8])\n'
             'print(len(list((pathlib.Path(semseg_ros.__file__).parent / "data" / "samples")'
-            '.rglob("*.jpg"))))\n')
+            '.rglob("*.jpg"))))\n'
+            'from semseg_ros.core.resources import weights_dir\n'
+            'print(",".join(sorted(p.name for p in weights_dir().iterdir())))\n')
     env = dict(os.environ, PYTHONPATH=str(site))
     env.pop('SEMSEG_ROS_CONFIG', None)
     result = subprocess.run([sys.executable, '-c', code], cwd=workspace, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    config, car, samples = result.stdout.split()
+    config, car, samples, weights = result.stdout.split()
     assert Path(config) == workspace / 'share' / 'semseg_ros' / 'config'
     assert car == 'Car' and int(samples) >= 30
+    # Shipped weights, their pre-built graphs (no export on a robot's first start), the card.
+    shipped = [Path(name).name for name in _tracked_files()
+               if name.startswith('semseg_ros/weights/')]
+    assert shipped and weights.split(',') == sorted(shipped)

@@ -232,6 +232,32 @@ def test_export_best_weights(learned_run, tmp_path):
     load_weights(create_model(MODEL, 11), path, MODEL, 11)
 
 
+def test_ship_writes_weights_fresh_graphs_and_card(learned_run, tmp_path, capsys):
+    """ship: best weights, graphs the node will find fresh, stale graphs gone, a current card."""
+    from semseg_ros.core.backends import graph_metadata, onnx_metadata
+    from semseg_ros.core.weights import file_digest
+    from semseg_ros.training import model_card, ship
+    stale = tmp_path / f'{MODEL}_camvid.512x256.onnx'
+    stale.write_bytes(b'graph of older weights')
+    assert ship.main([str(learned_run), '--size', '64x48', '--weights-dir', str(tmp_path)]) == 0
+    weights = tmp_path / f'{MODEL}_camvid.pt'
+    assert read_weights(weights)['meta']['best_epoch'] == read_weights(
+        learned_run / 'best.pt')['epoch']
+    expected = graph_metadata(MODEL, file_digest(weights), 64, 48)
+    graphs = sorted(tmp_path.glob('*.onnx'))
+    assert [g.name for g in graphs] == [f'{MODEL}_camvid.64x48.conf.onnx',
+                                        f'{MODEL}_camvid.64x48.onnx']
+    for graph in graphs:
+        assert onnx_metadata(graph).items() >= expected.items()
+    assert model_card.main(['--folder', str(tmp_path), '--check']) == 0
+    assert (tmp_path / 'training_curves.png').is_file()
+    assert f'shipped {weights}' in capsys.readouterr().out
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    assert ship.main([str(learned_run), '--size', '60x48', '--weights-dir', str(tmp_path)]) == 2
+    assert 'multiples of 8' in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # untouched
+
+
 @pytest.mark.parametrize('argv, message', [
     (['train', '--model', MODEL, '--out', 'x'], '--data-root is required'),
     (['train', '--model', 'nonet', '--data-root', '.', '--out', 'x'], "unknown model 'nonet'"),
