@@ -10,7 +10,8 @@ from typing import List, Optional
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    'bench': ('semseg_ros.core.bench', 'measure params, GMACs, latency and FPS of the models'),
+    'bench': ('semseg_ros.bench_cli', 'measure params, GMACs, latency and FPS of the models '
+              '(--node: the segmentation node end to end)'),
     'export': ('semseg_ros.core.export', 'export a model to a checked ONNX file'),
     'segment': ('semseg_ros.core.segment_cli', 'segment image files to label/colour PNGs'),
     'train': ('semseg_ros.training.train', 'train a network on CamVid, Cityscapes or a folder'),

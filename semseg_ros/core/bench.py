@@ -137,7 +137,9 @@ def machine_description() -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``semseg bench``."""
     from semseg_ros.models import list_models
-    parser = argparse.ArgumentParser(prog='semseg bench', description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(
+        prog='semseg bench', description=__doc__.split('\n')[0],
+        epilog='semseg bench --node --help: the segmentation node end to end instead')
     parser.add_argument('--model', default='all',
                         help=f'a model or "all" ({", ".join(list_models())})')
     parser.add_argument('--backend', default='onnxruntime',

@@ -1,0 +1,118 @@
+"""``semseg bench``: the networks alone, or with ``--node`` the segmentation node end to end.
+
+Without ``--node`` this is :mod:`semseg_ros.core.bench` (parameters, GMACs, latency, FPS of
+each network). With ``--node`` it starts the segmentation node as a process, publishes camera
+frames to it and reports publish-to-label-mask latency next to the Segmenter alone
+(:mod:`semseg_ros.nodes.node_bench`)::
+
+    semseg bench --model mininet_v2_cpu --backend all --precision all
+    semseg bench --node --model mininet_v2_cpu --frames 200 --json node.json
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+import sys
+from typing import List, Optional
+
+from semseg_ros.core import bench
+from semseg_ros.core.backends import BACKENDS, PRECISIONS
+from semseg_ros.core.files import write_text_atomic
+from semseg_ros.models import check_input_size, list_models
+
+
+def build_node_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``semseg bench --node``."""
+    parser = argparse.ArgumentParser(
+        prog='semseg bench',
+        description='Time the segmentation node end to end (publish -> label mask) next to '
+                    'the Segmenter alone, on the same frame and configuration.')
+    parser.add_argument('--node', action='store_true', required=True,
+                        help='measure the node (this mode)')
+    parser.add_argument('--model', default='mininet_v2_cpu', choices=list_models())
+    parser.add_argument('--weights', default='shipped',
+                        help="'shipped' (default), 'none' (untrained: same speed) or a file")
+    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
+    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
+    parser.add_argument('--size', type=bench.parse_size, default=None,
+                        help="network input WxH (default: the model's paper size)")
+    parser.add_argument('--threads', type=int, default=0, help='inference threads (0: all)')
+    parser.add_argument('--camera', type=bench.parse_size, default=(640, 480),
+                        help='camera frame WxH, rgb8 (default 640x480)')
+    parser.add_argument('--image', type=Path,
+                        help='an image to publish (resized to --camera); default: a gradient')
+    parser.add_argument('--rate', type=float, default=0.0,
+                        help='frames per second (default 0: half what the Segmenter alone '
+                             'manages, so the node is not saturated)')
+    parser.add_argument('--frames', type=int, default=200, help='frames to publish')
+    parser.add_argument('--warmup', type=int, default=20, help='leading frames not counted')
+    parser.add_argument('--best-effort', action='store_true',
+                        help='best-effort camera and subscription (as camera drivers publish)')
+    parser.add_argument('--json', type=Path, help='also write every figure to this JSON file')
+    return parser
+
+
+def _read_image(path: Path, size):
+    import cv2
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f'{path}: not a readable image')
+    return cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA)
+
+
+def node_main(argv: List[str]) -> int:
+    """Run ``semseg bench --node``; return the exit code."""
+    parser = build_node_parser()
+    args = parser.parse_args(argv)
+    if args.frames <= args.warmup or args.warmup < 0 or args.rate < 0 or args.threads < 0:
+        parser.error('--frames must exceed --warmup; --warmup, --rate and --threads must not '
+                     'be negative')
+    if args.precision == 'int8' and args.backend != 'onnxruntime':
+        parser.error('--precision int8 runs on the onnxruntime backend only')
+    width, height = args.size or bench.DEFAULT_SIZES.get(args.model, (512, 256))
+    try:
+        check_input_size(args.model, width, height)
+        frame = _read_image(args.image, args.camera) if args.image else None
+    except ValueError as error:
+        parser.error(str(error))
+    # One process on loopback unless the user says otherwise (ROS 2's defaults would
+    # discover, and be disturbed by, every robot on the network).
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    from semseg_ros.nodes.node_bench import NodeBenchConfig, run
+    config = NodeBenchConfig(
+        model=args.model, weights=args.weights, backend=args.backend,
+        precision=args.precision, width=width, height=height, threads=args.threads,
+        camera_width=args.camera[0], camera_height=args.camera[1], rate_hz=args.rate,
+        frames=args.frames, warmup=args.warmup, best_effort=args.best_effort)
+    machine = bench.machine_description()
+    print(f'machine: {machine}', flush=True)
+    try:
+        record = run(config, frame, report=lambda line: print(line, flush=True))
+    except (RuntimeError, ValueError, OSError) as error:
+        print(f'semseg bench --node: {error}', file=sys.stderr)
+        return 1
+    node = record['node']
+    if node['median_ms'] is None:
+        print('semseg bench --node: no label mask arrived from the node', file=sys.stderr)
+        return 1
+    print(f'node end-to-end   median {node["median_ms"]:.2f} ms   p95 {node["p95_ms"]:.2f} ms')
+    print(f'node served {node["served"]}/{node["counted"]} counted frames '
+          f'({node["counted"] - node["served"]} dropped or lost), '
+          f'{node["published_hz"]:.1f} Hz published')
+    print(f'end-to-end / Segmenter median: {record["node_over_segmenter"]:.2f}x')
+    if args.json:
+        write_text_atomic(args.json, json.dumps(dict(record, machine=machine), indent=2))
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run ``semseg bench`` (the networks) or ``semseg bench --node`` (the node)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--node' in argv:
+        return node_main(argv)
+    return bench.main(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

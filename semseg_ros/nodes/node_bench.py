@@ -1,0 +1,237 @@
+"""The segmentation node end to end, timed next to the Segmenter alone (``semseg bench --node``).
+
+The node runs as its own process, as on a robot; this process is the camera: it publishes
+rgb8 frames at a set rate and times each one from publish to the arrival of its label mask
+(matched by header stamp). The Segmenter alone is timed first, in this process, on the same
+frame and configuration (``segment()``: resize, inference, resize back), so the ratio of
+the two medians is what the node's transport, conversion and threading cost.
+
+Large best-effort images are lost by Fast DDS between processes unless its shared-memory
+segment is enlarged (config/fastdds_large_images.xml), so the camera and the node use
+reliable QoS unless ``best_effort`` is set.
+"""
+
+import array
+from dataclasses import asdict, dataclass
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from semseg_ros.core.conversions import rgb_to_image_fields
+from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+
+NODE_NAME = 'bench_segmentation'
+CAMERA_TOPIC = '/bench/image'
+NODE_START_TIMEOUT_S = 180.0
+
+
+@dataclass
+class NodeBenchConfig:
+    """One node benchmark.
+
+    Attributes:
+        model: Registry name.
+        weights: ``shipped``, ``none`` (untrained: same speed) or a weights file.
+        backend: ``onnxruntime`` or ``torch``.
+        precision: ``fp32`` or ``int8``.
+        width: Network input width.
+        height: Network input height.
+        threads: Inference threads (0: all cores).
+        camera_width: Width of the published rgb8 frames.
+        camera_height: Height of the published rgb8 frames.
+        rate_hz: Frames per second published (0: half what the Segmenter alone manages, so
+            the node is not saturated and latency is not queueing).
+        frames: Frames published.
+        warmup: Leading frames not counted (both measurements).
+        best_effort: Best-effort camera and subscription, as camera drivers publish.
+    """
+
+    model: str = 'mininet_v2_cpu'
+    weights: str = 'shipped'
+    backend: str = 'onnxruntime'
+    precision: str = 'fp32'
+    width: int = 512
+    height: int = 256
+    threads: int = 0
+    camera_width: int = 640
+    camera_height: int = 480
+    rate_hz: float = 0.0
+    frames: int = 200
+    warmup: int = 20
+    best_effort: bool = False
+
+    def segmenter_config(self) -> SegmenterConfig:
+        """Return the Segmenter configuration both measurements use."""
+        return SegmenterConfig(model=self.model, weights=self.weights, backend=self.backend,
+                               input_width=self.width, input_height=self.height,
+                               threads=self.threads, precision=self.precision)
+
+    def node_arguments(self) -> List[str]:
+        """Return the node's ``--ros-args`` for this configuration."""
+        parameters = {'model': self.model, 'weights': self.weights, 'backend': self.backend,
+                      'precision': self.precision, 'input_width': self.width,
+                      'input_height': self.height, 'threads': self.threads,
+                      'qos_reliability': 'best_effort' if self.best_effort else 'reliable'}
+        arguments = ['--ros-args', '-r', f'__node:={NODE_NAME}', '-r', f'image:={CAMERA_TOPIC}']
+        for name, value in parameters.items():
+            arguments += ['-p', f'{name}:={value}']
+        return arguments
+
+
+def gradient_frame(width: int, height: int) -> np.ndarray:
+    """Return a synthetic ``height x width`` RGB frame (colour gradients)."""
+    x, y = np.meshgrid(np.linspace(0, 255, width), np.linspace(0, 255, height))
+    return np.dstack([x, y, 255 - x]).astype(np.uint8)
+
+
+def time_segmenter(config: NodeBenchConfig, frame: np.ndarray
+                   ) -> Tuple[List[float], Dict[str, Any]]:
+    """Time ``Segmenter.segment`` on ``frame`` here; return ms per counted call and its info."""
+    segmenter = Segmenter(config.segmenter_config())
+    times = []
+    for index in range(config.frames):
+        start = time.perf_counter()
+        segmenter.segment(frame)
+        if index >= config.warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return times, segmenter.describe()
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _start_node(config: NodeBenchConfig, cache: Path) -> subprocess.Popen:
+    # A cache of its own: the node exports its graph there, as a fresh robot would.
+    env = dict(os.environ, SEMSEG_ROS_CACHE=str(cache))
+    package_root = str(Path(__file__).resolve().parents[2])
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [package_root, env.get('PYTHONPATH')]))
+    return subprocess.Popen([sys.executable, '-m', 'semseg_ros.nodes.segmentation_node',
+                             *config.node_arguments()], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
+    """Publish frames to a node process at the set rate; return what arrived and when.
+
+    Raises:
+        RuntimeError: The node did not start (its output is in the message).
+    """
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('bench_camera', context=context)
+    sent: Dict[int, float] = {}
+    received: Dict[int, float] = {}
+    lock = threading.Lock()
+
+    def on_label(msg):
+        now = time.perf_counter()
+        with lock:
+            received.setdefault(msg.header.stamp.sec, now)
+
+    ready = threading.Event()
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    node.create_subscription(String, f'/{NODE_NAME}/class_info', lambda _: ready.set(),
+                             latched)
+    node.create_subscription(Image, f'/{NODE_NAME}/label_mask', on_label, 10)
+    camera = node.create_publisher(Image, CAMERA_TOPIC, QoSProfile(
+        depth=1, reliability=(ReliabilityPolicy.BEST_EFFORT if config.best_effort
+                              else ReliabilityPolicy.RELIABLE)))
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    encoding, height, width, step, data = rgb_to_image_fields(frame)
+    try:
+        with tempfile.TemporaryDirectory(prefix='semseg_bench_') as cache:
+            process = _start_node(config, Path(cache))
+            try:
+                if not (_wait(lambda: ready.is_set() or process.poll() is not None,
+                              NODE_START_TIMEOUT_S) and ready.is_set()
+                        and _wait(lambda: camera.get_subscription_count() > 0, 30)):
+                    process.kill()
+                    raise RuntimeError('the segmentation node did not start:\n'
+                                       + process.communicate(timeout=30)[0])
+                period = 1.0 / config.rate_hz
+                start = time.perf_counter()
+                for index in range(config.frames):
+                    msg = Image(encoding=encoding, height=height, width=width, step=step,
+                                data=array.array('B', data))
+                    msg.header.stamp.sec, msg.header.frame_id = index, 'bench_camera'
+                    time.sleep(max(0.0, start + index * period - time.perf_counter()))
+                    with lock:
+                        sent[index] = time.perf_counter()
+                    camera.publish(msg)
+                duration = time.perf_counter() - start
+                _wait(lambda: config.frames - 1 in received, 5.0)
+            finally:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT)
+                    process.communicate(timeout=30)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()
+    with lock:
+        counted = range(config.warmup, config.frames)
+        latencies = [(received[i] - sent[i]) * 1e3 for i in counted if i in received]
+    return {'latencies_ms': latencies, 'served': len(latencies), 'counted': len(counted),
+            'published_hz': config.frames / duration}
+
+
+def _stats(values: List[float]) -> Dict[str, Optional[float]]:
+    if not values:
+        return {'median_ms': None, 'p95_ms': None}
+    return {'median_ms': round(float(np.median(values)), 3),
+            'p95_ms': round(float(np.percentile(values, 95)), 3)}
+
+
+def run(config: NodeBenchConfig, frame: Optional[np.ndarray] = None,
+        report: Callable[[str], None] = lambda _: None) -> Dict[str, Any]:
+    """Measure the Segmenter alone, then the node; return every figure as one record.
+
+    Args:
+        config: What to measure; a ``rate_hz`` of 0 is replaced by the rate used.
+        frame: The RGB frame to publish (default: a gradient of the camera size).
+        report: Called with a line of progress (the configuration, the Segmenter's result).
+    """
+    if frame is None:
+        frame = gradient_frame(config.camera_width, config.camera_height)
+    config.camera_height, config.camera_width = frame.shape[:2]
+    model_ms, info = time_segmenter(config, frame)
+    if not config.rate_hz:
+        config.rate_hz = round(500.0 / float(np.median(model_ms)), 1)
+    report(f'{config.model} on {config.backend} ({config.precision}) at '
+           f'{config.width}x{config.height}, camera {config.camera_width}x'
+           f'{config.camera_height} rgb8 at {config.rate_hz:g} Hz, '
+           f'{"best-effort" if config.best_effort else "reliable"} QoS; providers '
+           f'{", ".join(info["providers"])}')
+    segmenter = _stats(model_ms)
+    report(f'Segmenter alone   median {segmenter["median_ms"]:.2f} ms   '
+           f'p95 {segmenter["p95_ms"]:.2f} ms')
+    node = time_node(config, frame)
+    end_to_end = _stats(node.pop('latencies_ms'))
+    ratio = (round(end_to_end['median_ms'] / segmenter['median_ms'], 3)
+             if end_to_end['median_ms'] is not None else None)
+    return {'config': asdict(config), 'providers': list(info['providers']),
+            'segmenter': segmenter, 'node': dict(end_to_end, **node),
+            'node_over_segmenter': ratio}

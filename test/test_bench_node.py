@@ -1,0 +1,58 @@
+"""``semseg bench --node``: the node as its own process, timed next to the Segmenter alone.
+
+Only that the benchmark runs and reports consistent figures is tested here; the figures
+themselves are measured with it on a quiet machine (README), never asserted.
+"""
+
+import json
+
+import pytest
+
+from semseg_ros import cli
+
+SMALL = ['--model', 'mininet_v2_cpu', '--weights', 'none', '--backend', 'torch',
+         '--size', '128x64', '--camera', '160x120', '--threads', '1']
+
+
+def test_node_bench_reports_both_measurements(tmp_path, capsys):
+    """Frames go through a real node process; JSON and the printed lines agree."""
+    out = tmp_path / 'node.json'
+    code = cli.main(['bench', '--node', *SMALL, '--frames', '16', '--warmup', '4',
+                     '--rate', '8', '--json', str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    record = json.loads(out.read_text())
+    node, segmenter = record['node'], record['segmenter']
+    assert record['config']['rate_hz'] == 8 and record['config']['camera_width'] == 160
+    assert node['counted'] == 12 and 1 <= node['served'] <= 12
+    assert 0 < segmenter['median_ms'] <= segmenter['p95_ms']
+    assert 0 < node['median_ms'] <= node['p95_ms']
+    assert record['node_over_segmenter'] == pytest.approx(
+        node['median_ms'] / segmenter['median_ms'], rel=1e-2)
+    assert 'machine' in record and record['providers']
+    assert f'node served {node["served"]}/12 counted frames' in printed.out
+    assert 'end-to-end / Segmenter median' in printed.out
+
+
+def test_node_bench_names_bad_weights_before_starting_a_node(tmp_path, capsys):
+    """A weights file that does not exist is named; exit code 1, nothing written."""
+    out = tmp_path / 'node.json'
+    code = cli.main(['bench', '--node', '--weights', str(tmp_path / 'missing.pt'),
+                     '--json', str(out)])
+    assert code == 1
+    assert 'missing.pt' in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--frames', '5', '--warmup', '5'], '--frames must exceed --warmup'),
+    (['--backend', 'torch', '--precision', 'int8'], 'onnxruntime backend only'),
+    (['--size', '100x60'], 'multiples of 8'),
+    (['--image', '/no/such/frame.png'], '/no/such/frame.png: not a readable image'),
+])
+def test_node_bench_refuses_bad_options(argv, message, capsys):
+    """Bad options stop it with exit code 2 and a message naming the problem."""
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(['bench', '--node', *argv])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
