@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Train the four shipped networks one after another, resuming whatever is unfinished.
+#
+#   OMP_WAIT_POLICY=PASSIVE nohup nice -n 5 training_state/train_queue.sh DATA_ROOT RUNS_DIR \
+#       >> RUNS_DIR/queue.log 2>&1 &
+#
+# Each run lives in RUNS_DIR/<model>; a run missing there is first copied from
+# training_state/<model> (the checkpoint committed by an earlier session), else started
+# fresh. A finished run returns at once, so the script can be started again any time: it
+# continues with the first unfinished network. One job at a time keeps the machine usable.
+# Ship a run's best weights with: python -m semseg_ros.training.ship RUNS_DIR/<model> ...
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+    echo "usage: $0 DATA_ROOT RUNS_DIR" >&2
+    exit 2
+fi
+data_root=$1
+runs=$2
+repo=$(cd "$(dirname "$0")/.." && pwd)
+semseg="$repo/.venv/bin/semseg"
+mkdir -p "$runs"
+
+# model epochs: CPU time is scarce, so the three networks after the CPU default get 100
+# epochs (about 1.5-4 h each on 2 cores) instead of 150.
+queue=(
+    "mininet_v2_cpu 150"
+    "enet 100"
+    "rds_net 100"
+    "mininet_v2 100"
+)
+
+for entry in "${queue[@]}"; do
+    read -r model epochs <<< "$entry"
+    run="$runs/$model"
+    if [ ! -f "$run/last.pt" ] && [ -f "$repo/training_state/$model/last.pt" ]; then
+        mkdir -p "$run"
+        cp -n "$repo/training_state/$model/"* "$run/"
+    fi
+    echo "=== $(date -u +%FT%TZ) $model ($epochs epochs) in $run"
+    if [ -f "$run/last.pt" ]; then
+        "$semseg" train --resume "$run" --no-progress
+    else
+        "$semseg" train --model "$model" --dataset camvid --data-root "$data_root" \
+            --epochs "$epochs" --batch-size 8 --crop 384x288 --threads 2 --val-every 5 \
+            --no-progress --out "$run"
+    fi
+done
+echo "=== $(date -u +%FT%TZ) queue finished"
