@@ -121,6 +121,12 @@ def test_log_throttle_reports_each_message_once_per_period_with_a_count():
     assert throttle.check('bad step') is None
     clock.now += 5.0
     assert throttle.check('bad step') == 'bad step (2 more like this in the last 6 s)'
+    # With a key, messages that differ in detail count as one.
+    assert throttle.check('late stamp 1', key='late') == 'late stamp 1'
+    assert throttle.check('late stamp 2', key='late') is None
+    clock.now += 6.0
+    assert throttle.check('late stamp 3', key='late') == \
+        'late stamp 3 (1 more like this in the last 6 s)'
 
 
 def test_log_throttle_memory_is_bounded():

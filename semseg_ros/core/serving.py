@@ -156,17 +156,24 @@ class LogThrottle:
         self._lock = threading.Lock()
         self._state: Dict[str, Tuple[float, int]] = {}
 
-    def check(self, message: str) -> Optional[str]:
-        """Return the text to log for ``message`` now, or None while it is throttled."""
+    def check(self, message: str, key: Optional[str] = None) -> Optional[str]:
+        """Return the text to log for ``message`` now, or None while it is throttled.
+
+        Args:
+            message: The text to log.
+            key: What counts as "the same message" (default: the text itself); e.g. a drop
+                reason, when each message names its own stamp.
+        """
+        key = message if key is None else key
         with self._lock:
             now = self._clock()
-            last, suppressed = self._state.get(message, (None, 0))
+            last, suppressed = self._state.get(key, (None, 0))
             if last is not None and now - last < self._period:
-                self._state[message] = (last, suppressed + 1)
+                self._state[key] = (last, suppressed + 1)
                 return None
             if len(self._state) >= self._max_keys:
                 self._state.clear()  # a stream of ever-new messages must not grow memory
-            self._state[message] = (now, 0)
+            self._state[key] = (now, 0)
         if suppressed:
             return f'{message} ({suppressed} more like this in the last {now - last:.0f} s)'
         return message

@@ -45,6 +45,7 @@ from std_msgs.msg import Header
 
 from semseg_ros.core import conversions
 from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.serving import LogThrottle
 from semseg_ros.core.stamp_sync import REJECT_REASONS, StampMatcher
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 from semseg_ros.keyframes.policy import KeyframeDecision, KeyframePolicy
@@ -208,7 +209,7 @@ class KeyframeNode(Node):
         self.counts = dict.fromkeys(('labels_received', 'frames', 'keyframes', 'sequences'), 0)
         self.counts.update({f'dropped_{r}': 0 for r in DROP_REASONS})
         self._last_counts = dict(self.counts)
-        self._last_log: Dict[str, Tuple[float, int]] = {}
+        self._throttle = LogThrottle(period_s=LOG_THROTTLE_S)
         self._last_keyframe: Optional[KeyframeDecision] = None
         self._index = 0  # frame index in the current sequence, as the policy counts
         self._score_status_name = f'{self.get_fully_qualified_name()}: keyframe score'
@@ -451,15 +452,9 @@ class KeyframeNode(Node):
     def _drop(self, reason: str, detail: str) -> None:
         """Count a dropped message and log why, at most once per reason every few seconds."""
         self.counts[f'dropped_{reason}'] += 1
-        now = time.monotonic()
-        last, suppressed = self._last_log.get(reason, (None, 0))
-        if last is not None and now - last < LOG_THROTTLE_S:
-            self._last_log[reason] = (last, suppressed + 1)
-            return
-        self._last_log[reason] = (now, 0)
-        more = (f' ({suppressed} more dropped for this reason in the last {now - last:.0f} s)'
-                if suppressed else '')
-        self.get_logger().warning(detail + more)
+        text = self._throttle.check(detail, key=reason)
+        if text is not None:
+            self.get_logger().warning(text)
 
     # Diagnostics ---------------------------------------------------------------------------
 
