@@ -8,7 +8,7 @@
 The keyframe node reads the segmentation node's ~/label_mask (and ~/confidence), and the
 camera itself for the image-quality terms; it publishes ~/scores, ~/keyframe,
 ~/keyframe_image and ~/dynamic_mask. With single_process:=true both nodes run in one process
-on a multi-threaded executor (the keyframe_pipeline executable; rclpy has no composable
+on one executor (the keyframe_pipeline executable; rclpy has no composable
 nodes), so masks and images do not cross DDS.
 """
 
@@ -43,7 +43,7 @@ ARGUMENTS = (
      'true: the segmentation node publishes ~/confidence and the keyframe node weights the '
      'semantic coverage by it.'),
     ('single_process', 'false',
-     'true: run both nodes in one process with a MultiThreadedExecutor (keyframe_pipeline); '
+     'true: run both nodes in one process (keyframe_pipeline); '
      'false: two processes.'),
 )
 

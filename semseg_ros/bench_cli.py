@@ -100,6 +100,11 @@ def node_main(argv: List[str]) -> int:
     print(f'node served {node["served"]}/{node["counted"]} counted frames '
           f'({node["counted"] - node["served"]} dropped or lost), '
           f'{node["published_hz"]:.1f} Hz published')
+    if node['node_counts']:
+        print('node counts: ' + ', '.join(f'{k} {v}' for k, v in node['node_counts'].items()))
+    if node['stages_ms']:
+        print('node stages, median ms: ' + ', '.join(
+            f'{stage} {ms:.2f}' for stage, ms in node['stages_ms'].items()))
     print(f'end-to-end / Segmenter median: {record["node_over_segmenter"]:.2f}x')
     if args.json:
         write_text_atomic(args.json, json.dumps(dict(record, machine=machine), indent=2))

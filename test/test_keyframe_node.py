@@ -1,6 +1,6 @@
 """The keyframe node with real rclpy over real DDS, fed real CamVid labels and images.
 
-The node runs in this process beside a probe node on a MultiThreadedExecutor (fast and
+The node runs in this process beside a probe node on a SingleThreadedExecutor (fast and
 deterministic to inspect); its start-up failures and shutdown are checked on the installed
 entry point, as a subprocess. Expected scores and keyframes come from the core
 (KeyframeScorer, KeyframePolicy) on the same frames.
@@ -18,7 +18,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -103,7 +103,7 @@ class Harness:
                                            RELIABLE)
         self.probe.create_subscription(DiagnosticArray, '/diagnostics',
                                        self._keep('diagnostics'), 10)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.probe)
         self.thread = threading.Thread(

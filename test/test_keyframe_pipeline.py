@@ -1,7 +1,7 @@
 """Segmentation node -> keyframe node end to end over real DDS, as the launch file wires them.
 
-Both ways the launch file starts them: one process (``semseg_ros.nodes.pipeline``, a
-MultiThreadedExecutor) and two processes with the launch file's remappings. The segmentation
+Both ways the launch file starts them: one process (``semseg_ros.nodes.pipeline``, one
+executor) and two processes with the launch file's remappings. The segmentation
 node runs an untrained MiniNet-v2-cpu at 128x64 (the wiring is under test, not the labels);
 real CamVid frames go in, and the keyframe node's outputs are checked against the core on the
 label masks the segmentation node published.

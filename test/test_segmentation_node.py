@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -126,13 +126,13 @@ def assert_clean_exit(node: NodeProcess, code: int) -> None:
 
 
 class Probe:
-    """An in-process node on its own context, spun by a MultiThreadedExecutor thread."""
+    """An in-process node on its own context, spun by a SingleThreadedExecutor thread."""
 
     def __init__(self):
         self.context = Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
         self.node = Node('segmentation_test_probe', context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._condition = threading.Condition()
         self.messages = defaultdict(list)  # topic -> [(monotonic receive time, message)]

@@ -1,4 +1,4 @@
-r"""The segmentation node and the keyframe node in ONE process, on a multi-threaded executor.
+r"""The segmentation node and the keyframe node in ONE process, on one executor.
 
 rclpy has no composable nodes; this is the in-process alternative to starting the two nodes
 as separate processes. Messages between them stay in the process (no copy through DDS'
@@ -20,7 +20,7 @@ Never remap ``__node`` for the process: it would give both nodes the same name::
 
 import sys
 
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
 from semseg_ros.nodes import keyframe_node, segmentation_node
 from semseg_ros.nodes.params import NodeConfigError
@@ -43,10 +43,11 @@ def main(args=None) -> int:
         lambda: segmentation_node.SegmentationNode(SEGMENTATION_NAME),
         lambda: keyframe_node.KeyframeNode(KEYFRAME_NAME, cli_args=keyframe_wiring()),
     ]
-    # Segmentation runs on its own worker thread; the executor's threads serve callbacks of
-    # both nodes (each node's callbacks stay mutually exclusive: its default group).
-    return run_nodes(factories, lambda: MultiThreadedExecutor(num_threads=4),
-                     (NodeConfigError,), args)
+    # Segmentation runs on its own worker thread, so one executor thread serves the (short)
+    # callbacks of both nodes. Not rclpy's MultiThreadedExecutor: it busy-polls while a
+    # callback waits in its pool (ros2/rclpy#1452), measured here at two cores of system
+    # time, which starved inference and made DDS drop frames.
+    return run_nodes(factories, SingleThreadedExecutor, (NodeConfigError,), args)
 
 
 if __name__ == '__main__':

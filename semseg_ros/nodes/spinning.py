@@ -15,7 +15,7 @@ def run_nodes(factories: Sequence[Callable[[], Node]], make_executor: Callable[[
 
     Args:
         factories: Build one node each, in order (after ``rclpy.init``).
-        make_executor: Builds the executor (single- or multi-threaded).
+        make_executor: Builds the executor.
         config_errors: Exceptions by which a node refuses its parameters, having logged the
             reason as one fatal line.
         args: Command-line arguments for ``rclpy.init`` (None: ``sys.argv``).
