@@ -47,8 +47,9 @@ def build_node_parser() -> argparse.ArgumentParser:
                              'manages, so the node is not saturated)')
     parser.add_argument('--frames', type=int, default=200, help='frames to publish')
     parser.add_argument('--warmup', type=int, default=20, help='leading frames not counted')
-    parser.add_argument('--best-effort', action='store_true',
-                        help='best-effort camera and subscription (as camera drivers publish)')
+    parser.add_argument('--reliable', action='store_true',
+                        help='reliable camera and subscription (default: best effort, as '
+                             "camera drivers publish, over the package's Fast DDS profile)")
     parser.add_argument('--json', type=Path, help='also write every figure to this JSON file')
     return parser
 
@@ -84,7 +85,7 @@ def node_main(argv: List[str]) -> int:
         model=args.model, weights=args.weights, backend=args.backend,
         precision=args.precision, width=width, height=height, threads=args.threads,
         camera_width=args.camera[0], camera_height=args.camera[1], rate_hz=args.rate,
-        frames=args.frames, warmup=args.warmup, best_effort=args.best_effort)
+        frames=args.frames, warmup=args.warmup, reliable=args.reliable)
     machine = bench.machine_description()
     print(f'machine: {machine}', flush=True)
     try:

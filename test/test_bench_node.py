@@ -5,6 +5,7 @@ themselves are measured with it on a quiet machine (README), never asserted.
 """
 
 import json
+import os
 
 import pytest
 
@@ -17,6 +18,7 @@ SMALL = ['--model', 'mininet_v2_cpu', '--weights', 'none', '--backend', 'torch',
 def test_node_bench_reports_both_measurements(tmp_path, capsys):
     """Frames go through a real node process; JSON and the printed lines agree."""
     out = tmp_path / 'node.json'
+    profile_before = os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE')
     code = cli.main(['bench', '--node', *SMALL, '--frames', '16', '--warmup', '4',
                      '--rate', '8', '--json', str(out)])
     printed = capsys.readouterr()
@@ -32,6 +34,10 @@ def test_node_bench_reports_both_measurements(tmp_path, capsys):
     assert 'machine' in record and record['providers']
     assert f'node served {node["served"]}/12 counted frames' in printed.out
     assert 'end-to-end / Segmenter median' in printed.out
+    # Best effort over the package's Fast DDS profile, set for the benchmark's participants only.
+    assert record['config']['reliable'] is False
+    assert 'Fast DDS profile' in printed.out and 'fastdds_large_images.xml' in printed.out
+    assert os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE') == profile_before
 
 
 def test_node_bench_names_bad_weights_before_starting_a_node(tmp_path, capsys):

@@ -6,9 +6,10 @@ rgb8 frames at a set rate and times each one from publish to the arrival of its 
 frame and configuration (``segment()``: resize, inference, resize back), so the ratio of
 the two medians is what the node's transport, conversion and threading cost.
 
-Large best-effort images are lost by Fast DDS between processes unless its shared-memory
-segment is enlarged (config/fastdds_large_images.xml), so the camera and the node use
-reliable QoS unless ``best_effort`` is set.
+By default both sides are best effort, as camera drivers publish (REP-2003), over the
+package's Fast DDS profile (config/fastdds_large_images.xml: a shared-memory segment large
+enough for camera images; without it Fast DDS sends them as UDP fragments and loses most),
+unless ``FASTDDS_DEFAULT_PROFILES_FILE`` names another. ``reliable`` measures reliable QoS.
 """
 
 import array
@@ -32,11 +33,13 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from semseg_ros.core.conversions import rgb_to_image_fields
+from semseg_ros.core.resources import config_dir
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 
 NODE_NAME = 'bench_segmentation'
 CAMERA_TOPIC = '/bench/image'
 NODE_START_TIMEOUT_S = 180.0
+PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 
 
 @dataclass
@@ -57,7 +60,7 @@ class NodeBenchConfig:
             the node is not saturated and latency is not queueing).
         frames: Frames published.
         warmup: Leading frames not counted (both measurements).
-        best_effort: Best-effort camera and subscription, as camera drivers publish.
+        reliable: Reliable camera and subscription instead of best effort.
     """
 
     model: str = 'mininet_v2_cpu'
@@ -72,7 +75,7 @@ class NodeBenchConfig:
     rate_hz: float = 0.0
     frames: int = 200
     warmup: int = 20
-    best_effort: bool = False
+    reliable: bool = False
 
     def segmenter_config(self) -> SegmenterConfig:
         """Return the Segmenter configuration both measurements use."""
@@ -85,7 +88,7 @@ class NodeBenchConfig:
         parameters = {'model': self.model, 'weights': self.weights, 'backend': self.backend,
                       'precision': self.precision, 'input_width': self.width,
                       'input_height': self.height, 'threads': self.threads,
-                      'qos_reliability': 'best_effort' if self.best_effort else 'reliable'}
+                      'qos_reliability': 'reliable' if self.reliable else 'best_effort'}
         arguments = ['--ros-args', '-r', f'__node:={NODE_NAME}', '-r', f'image:={CAMERA_TOPIC}']
         for name, value in parameters.items():
             arguments += ['-p', f'{name}:={value}']
@@ -111,6 +114,11 @@ def time_segmenter(config: NodeBenchConfig, frame: np.ndarray
     return times, segmenter.describe()
 
 
+def profile_file() -> str:
+    """Return the Fast DDS profile both sides use: the user's, else the package's."""
+    return os.environ.get(PROFILE_VARIABLE) or str(config_dir() / 'fastdds_large_images.xml')
+
+
 def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -122,7 +130,7 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
 
 def _start_node(config: NodeBenchConfig, cache: Path) -> subprocess.Popen:
     # A cache of its own: the node exports its graph there, as a fresh robot would.
-    env = dict(os.environ, SEMSEG_ROS_CACHE=str(cache))
+    env = dict(os.environ, SEMSEG_ROS_CACHE=str(cache), **{PROFILE_VARIABLE: profile_file()})
     package_root = str(Path(__file__).resolve().parents[2])
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [package_root, env.get('PYTHONPATH')]))
     return subprocess.Popen([sys.executable, '-m', 'semseg_ros.nodes.segmentation_node',
@@ -136,9 +144,18 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
     Raises:
         RuntimeError: The node did not start (its output is in the message).
     """
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('bench_camera', context=context)
+    # Fast DDS reads the profile when a participant is created: set it for this one only.
+    given_profile = os.environ.get(PROFILE_VARIABLE)
+    os.environ[PROFILE_VARIABLE] = profile_file()
+    try:
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        node = rclpy.create_node('bench_camera', context=context)
+    finally:
+        if given_profile is None:
+            del os.environ[PROFILE_VARIABLE]
+        else:
+            os.environ[PROFILE_VARIABLE] = given_profile
     sent: Dict[int, float] = {}
     received: Dict[int, float] = {}
     lock = threading.Lock()
@@ -165,8 +182,8 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
                              latched)
     node.create_subscription(Image, f'/{NODE_NAME}/label_mask', on_label, 10)
     camera = node.create_publisher(Image, CAMERA_TOPIC, QoSProfile(
-        depth=1, reliability=(ReliabilityPolicy.BEST_EFFORT if config.best_effort
-                              else ReliabilityPolicy.RELIABLE)))
+        depth=1, reliability=(ReliabilityPolicy.RELIABLE if config.reliable
+                              else ReliabilityPolicy.BEST_EFFORT)))
     # Single-threaded: the callbacks only stamp arrivals, and rclpy's MultiThreadedExecutor
     # busy-polls (two cores of system time here), starving the node it measures.
     executor = SingleThreadedExecutor(context=context)
@@ -245,7 +262,8 @@ def run(config: NodeBenchConfig, frame: Optional[np.ndarray] = None,
     report(f'{config.model} on {config.backend} ({config.precision}) at '
            f'{config.width}x{config.height}, camera {config.camera_width}x'
            f'{config.camera_height} rgb8 at {config.rate_hz:g} Hz, '
-           f'{"best-effort" if config.best_effort else "reliable"} QoS; providers '
+           f'{"reliable" if config.reliable else "best-effort"} QoS, Fast DDS profile '
+           f'{profile_file()}; providers '
            f'{", ".join(info["providers"])}')
     segmenter = _stats(model_ms)
     report(f'Segmenter alone   median {segmenter["median_ms"]:.2f} ms   '
