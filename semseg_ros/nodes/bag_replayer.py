@@ -10,7 +10,9 @@ then evaluated by :func:`semseg_ros.bags.evaluate.evaluate_recording` (latency m
 processed and dropped frames, achieved FPS, mIoU against the bag's ground truth).
 
 Recording subscriptions are made once a topic's publishers are discovered, with their
-reliability and durability (as ``ros2 bag record`` adapts to publishers).
+reliability and durability (as ``ros2 bag record`` adapts to publishers). The replayer and
+the nodes it starts use the package's Fast DDS profile for camera-size images
+(:mod:`semseg_ros.nodes.dds`).
 """
 
 import argparse
@@ -39,6 +41,7 @@ from semseg_ros.bags.messages import header_stamp_ns
 from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
 from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
                                      FORMATS, IMAGE, IMAGE_TYPES, read_messages, reading)
+from semseg_ros.nodes.dds import large_image_profile, node_environment
 
 DEFAULT_WAIT_S = 120.0
 
@@ -164,15 +167,22 @@ class LaunchOptions:
 class NodeProcess:
     """A node run as ``python -m <module> --ros-args ...``, its output in a log file."""
 
-    def __init__(self, name: str, module: str, ros_args: List[str], log_path: Path):
-        """Start the node (with this process's environment: ROS_DOMAIN_ID, discovery...)."""
+    def __init__(self, name: str, module: str, ros_args: List[str], log_path: Path,
+                 subscribes: Sequence[str] = ()):
+        """Start the node with this process's environment (ROS_DOMAIN_ID, discovery...).
+
+        Fast DDS gets the package's large-image profile unless the environment names one.
+        ``subscribes`` names the replayed topics it reads (``'image'``, ``'label_mask'``),
+        so the replay can wait until every one of them is matched.
+        """
         self.name = name
+        self.subscribes = tuple(subscribes)
         self.log_path = log_path
         self._log = open(log_path, 'wb')
         self.process = subprocess.Popen(
             [sys.executable, '-m', module, '--ros-args', '-r', f'__node:={name}', *ros_args],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=dict(os.environ))
+            env=node_environment())
 
     def check(self) -> None:
         """Raise ReplayError with the node's last output if it has exited."""
@@ -221,16 +231,17 @@ def launch_nodes(options: LaunchOptions, topic: str, msgtype: str, topics: Outpu
         base = topic.removesuffix('/compressed')
     nodes = [NodeProcess(seg_name, 'semseg_ros.nodes.segmentation_node',
                          ['-r', f'image:={base}', *_ros_params(params)],
-                         log_dir / f'{seg_name}.log')]
+                         log_dir / f'{seg_name}.log', subscribes=('image',))]
     if options.keyframes:
         kf_name = topics.scores.strip('/').split('/')[0]
         kf_params = dict(options.keyframe_params)
         if msgtype == COMPRESSED_IMAGE:  # the keyframe node reads raw images only
             kf_params.setdefault('use_image', False)
+        reads = ('label_mask', 'image') if kf_params.get('use_image', True) else ('label_mask',)
         nodes.append(NodeProcess(
             kf_name, 'semseg_ros.nodes.keyframe_node',
             ['-r', f'label_mask:={topics.label_mask}', '-r', f'image:={base}',
-             *_ros_params(kf_params)], log_dir / f'{kf_name}.log'))
+             *_ros_params(kf_params)], log_dir / f'{kf_name}.log', subscribes=reads))
     return nodes
 
 
@@ -320,7 +331,8 @@ def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: Bag
               wait_s: float, settle_s: float, progress: bool) -> List[int]:
     """Publish the images in time, recording outputs; return the stamps published."""
     context = rclpy.Context()
-    rclpy.init(args=[], context=context)
+    with large_image_profile():  # camera-size images through shared memory
+        rclpy.init(args=[], context=context)
     executor = SingleThreadedExecutor(context=context)
     replayer = BagReplayer(topic, msgtype, record, writer, context=context)
     executor.add_node(replayer)
@@ -329,12 +341,19 @@ def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: Bag
     required = [topics.label_mask] + ([topics.scores] if any(
         n.name == topics.scores.strip('/').split('/')[0] for n in nodes) else [])
     sent: List[int] = []
+    # Images and masks are volatile (and images often best effort): whatever is published
+    # before a reader matched is lost to it, so wait for every launched reader.
+    image_readers = max(1, sum('image' in n.subscribes for n in nodes))
+    mask_readers = 1 + sum('label_mask' in n.subscribes for n in nodes)  # + our recorder
     try:
-        _wait_for(lambda: replayer.publisher.get_subscription_count() > 0
+        _wait_for(lambda: replayer.publisher.get_subscription_count() >= image_readers
+                  and replayer.count_subscribers(topics.label_mask) >= mask_readers
                   and all(replayer.matched(t) for t in required), wait_s, nodes,
-                  lambda: f'a subscriber on {topic} and publishers of '
+                  lambda: f'{image_readers} subscriber(s) on {topic} '
+                          f'({replayer.publisher.get_subscription_count()} so far), '
+                          f'{mask_readers} on {topics.label_mask} and publishers of '
                           f'{", ".join(required)}')
-        time.sleep(0.5)  # let the nodes' own subscriptions to each other match too
+        time.sleep(0.5)  # discovery seen; give the matching its moment
         with reading(bag) as reader:
             connections = find_topic(reader, topic, IMAGE_TYPES)
             total = sum(c.msgcount for c in connections)

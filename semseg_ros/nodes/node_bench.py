@@ -33,13 +33,12 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from semseg_ros.core.conversions import rgb_to_image_fields
-from semseg_ros.core.resources import config_dir
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+from semseg_ros.nodes.dds import large_image_profile, node_environment, profile_file
 
 NODE_NAME = 'bench_segmentation'
 CAMERA_TOPIC = '/bench/image'
 NODE_START_TIMEOUT_S = 180.0
-PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 
 
 @dataclass
@@ -114,11 +113,6 @@ def time_segmenter(config: NodeBenchConfig, frame: np.ndarray
     return times, segmenter.describe()
 
 
-def profile_file() -> str:
-    """Return the Fast DDS profile both sides use: the user's, else the package's."""
-    return os.environ.get(PROFILE_VARIABLE) or str(config_dir() / 'fastdds_large_images.xml')
-
-
 def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -130,7 +124,7 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
 
 def _start_node(config: NodeBenchConfig, cache: Path) -> subprocess.Popen:
     # A cache of its own: the node exports its graph there, as a fresh robot would.
-    env = dict(os.environ, SEMSEG_ROS_CACHE=str(cache), **{PROFILE_VARIABLE: profile_file()})
+    env = dict(node_environment(), SEMSEG_ROS_CACHE=str(cache))
     package_root = str(Path(__file__).resolve().parents[2])
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [package_root, env.get('PYTHONPATH')]))
     return subprocess.Popen([sys.executable, '-m', 'semseg_ros.nodes.segmentation_node',
@@ -144,18 +138,10 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
     Raises:
         RuntimeError: The node did not start (its output is in the message).
     """
-    # Fast DDS reads the profile when a participant is created: set it for this one only.
-    given_profile = os.environ.get(PROFILE_VARIABLE)
-    os.environ[PROFILE_VARIABLE] = profile_file()
-    try:
-        context = rclpy.Context()
+    context = rclpy.Context()
+    with large_image_profile():  # Fast DDS reads it when the participant is created
         rclpy.init(context=context)
         node = rclpy.create_node('bench_camera', context=context)
-    finally:
-        if given_profile is None:
-            del os.environ[PROFILE_VARIABLE]
-        else:
-            os.environ[PROFILE_VARIABLE] = given_profile
     sent: Dict[int, float] = {}
     received: Dict[int, float] = {}
     lock = threading.Lock()
