@@ -266,7 +266,9 @@ def test_ship_writes_weights_fresh_graphs_and_card(learned_run, tmp_path, capsys
         assert onnx_metadata(graph).items() >= expected.items()
     assert model_card.main(['--folder', str(tmp_path), '--check']) == 0
     assert (tmp_path / 'training_curves.png').is_file()
-    assert f'shipped {weights}' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f'shipped {weights}: weights and provenance' in out
+    assert out.count('labels agree with PyTorch on') == 2  # both graphs, each checked
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     assert ship.main([str(learned_run), '--size', '60x48', '--weights-dir', str(tmp_path)]) == 2
     assert 'multiples of 8' in capsys.readouterr().err

@@ -19,7 +19,7 @@ at least ``INT8_MIN_AGREEMENT`` of the pixels.
 import argparse
 from pathlib import Path
 import sys
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -79,6 +79,23 @@ def check_deploy_graph(network, path: Path, width: int, height: int,
     return float(np.mean(agreements))
 
 
+def verify_deploy_graph(network, path: Path, width: int, height: int, with_confidence: bool,
+                        precision: str) -> Tuple[bool, str]:
+    """Check a deploy graph against PyTorch; return (good enough, a one-line report).
+
+    A float graph must give PyTorch's labels on all but 0.1 % of the pixels of a random
+    image; an INT8 graph on at least ``INT8_MIN_AGREEMENT`` of the bundled sample frames'.
+    """
+    if precision == 'int8':
+        agreement = check_deploy_graph(network, path, width, height, with_confidence,
+                                       sample_batches(width, height))
+        return agreement >= INT8_MIN_AGREEMENT, (
+            f'INT8 labels agree with PyTorch on {agreement:.2%} of the pixels of '
+            f'{SAMPLE_SEQUENCE} sample frames')
+    agreement = check_deploy_graph(network, path, width, height, with_confidence)
+    return agreement > 0.999, f'labels agree with PyTorch on {agreement:.4%} of pixels'
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``semseg export``."""
     parser = argparse.ArgumentParser(prog='semseg export', description=__doc__.split('\n')[0])
@@ -120,16 +137,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                   precision)
         export_inference_graph(network, args.out, width, height, args.confidence, metadata,
                                precision)
-        if args.int8:
-            agreement = check_deploy_graph(network, args.out, width, height, args.confidence,
-                                           sample_batches(width, height))
-            ok = agreement >= INT8_MIN_AGREEMENT
-            report = (f'INT8 labels agree with PyTorch on {agreement:.2%} of the pixels of '
-                      f'{SAMPLE_SEQUENCE} sample frames')
-        else:
-            agreement = check_deploy_graph(network, args.out, width, height, args.confidence)
-            ok = agreement > 0.999
-            report = f'labels agree with PyTorch on {agreement:.4%} of pixels'
+        ok, report = verify_deploy_graph(network, args.out, width, height, args.confidence,
+                                         precision)
     else:
         from semseg_ros.core.onnx_export import compare_with_torch, export_onnx
         export_onnx(network, args.out, width, height, fp16=args.fp16)
