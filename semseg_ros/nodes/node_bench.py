@@ -122,14 +122,15 @@ def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
-def _start_node(config: NodeBenchConfig, cache: Path) -> subprocess.Popen:
-    # A cache of its own: the node exports its graph there, as a fresh robot would.
+def _start_node(config: NodeBenchConfig, cache: Path, log) -> subprocess.Popen:
+    # A cache of its own: the node exports its graph there, as a fresh robot would. Its
+    # output goes to a file: a pipe nobody reads while timing could fill and stall it.
     env = dict(node_environment(), SEMSEG_ROS_CACHE=str(cache))
     package_root = str(Path(__file__).resolve().parents[2])
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [package_root, env.get('PYTHONPATH')]))
     return subprocess.Popen([sys.executable, '-m', 'semseg_ros.nodes.segmentation_node',
                              *config.node_arguments()], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
@@ -178,15 +179,18 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
     spinner.start()
     encoding, height, width, step, data = rgb_to_image_fields(frame)
     try:
-        with tempfile.TemporaryDirectory(prefix='semseg_bench_') as cache:
-            process = _start_node(config, Path(cache))
+        with tempfile.TemporaryDirectory(prefix='semseg_bench_') as cache, \
+                open(Path(cache) / 'node.log', 'w+') as log:
+            process = _start_node(config, Path(cache), log)
             try:
                 if not (_wait(lambda: ready.is_set() or process.poll() is not None,
                               NODE_START_TIMEOUT_S) and ready.is_set()
                         and _wait(lambda: camera.get_subscription_count() > 0, 30)):
                     process.kill()
+                    process.wait(30)
+                    log.seek(0)
                     raise RuntimeError('the segmentation node did not start:\n'
-                                       + process.communicate(timeout=30)[0])
+                                       + log.read()[-4000:])
                 period = 1.0 / config.rate_hz
                 start = time.perf_counter()
                 for index in range(config.frames):
@@ -206,7 +210,7 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
             finally:
                 if process.poll() is None:
                     process.send_signal(signal.SIGINT)
-                    process.communicate(timeout=30)
+                    process.wait(30)
     finally:
         executor.shutdown()
         node.destroy_node()
