@@ -42,6 +42,7 @@ from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
 from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
                                      FORMATS, IMAGE, IMAGE_TYPES, read_messages, reading)
 from semseg_ros.nodes.dds import large_image_profile, node_environment
+from semseg_ros.nodes.node_processes import parameter_arguments, wait_until
 
 DEFAULT_WAIT_S = 120.0
 
@@ -211,14 +212,6 @@ class NodeProcess:
         return self.process.poll()
 
 
-def _ros_params(params: Dict[str, object]) -> List[str]:
-    args = []
-    for name, value in params.items():
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        args += ['-p', f'{name}:={text}']
-    return args
-
-
 def launch_nodes(options: LaunchOptions, topic: str, msgtype: str, topics: OutputTopics,
                  log_dir: Path) -> List[NodeProcess]:
     """Start the segmentation node (and the keyframe node) wired to topic and the outputs."""
@@ -230,7 +223,7 @@ def launch_nodes(options: LaunchOptions, topic: str, msgtype: str, topics: Outpu
         params['input_transport'] = 'compressed'
         base = topic.removesuffix('/compressed')
     nodes = [NodeProcess(seg_name, 'semseg_ros.nodes.segmentation_node',
-                         ['-r', f'image:={base}', *_ros_params(params)],
+                         ['-r', f'image:={base}', *parameter_arguments(params)],
                          log_dir / f'{seg_name}.log', subscribes=('image',))]
     if options.keyframes:
         kf_name = topics.scores.strip('/').split('/')[0]
@@ -241,21 +234,20 @@ def launch_nodes(options: LaunchOptions, topic: str, msgtype: str, topics: Outpu
         nodes.append(NodeProcess(
             kf_name, 'semseg_ros.nodes.keyframe_node',
             ['-r', f'label_mask:={topics.label_mask}', '-r', f'image:={base}',
-             *_ros_params(kf_params)], log_dir / f'{kf_name}.log', subscribes=reads))
+             *parameter_arguments(kf_params)], log_dir / f'{kf_name}.log', subscribes=reads))
     return nodes
 
 
 def _wait_for(condition: Callable[[], bool], timeout_s: float, nodes: Sequence[NodeProcess],
               what: Callable[[], str]) -> None:
     """Wait until condition holds; raise ReplayError naming what is missing on timeout."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
+    def check_nodes() -> None:
         for node in nodes:
             node.check()
-        if time.monotonic() > deadline:
-            logs = ''.join(f'\n--- {n.name} ({n.log_path}):\n{n.log_tail()}' for n in nodes)
-            raise ReplayError(f'gave up after {timeout_s:.0f} s waiting for {what()}{logs}')
-        time.sleep(0.05)
+
+    if not wait_until(condition, timeout_s, check=check_nodes):
+        logs = ''.join(f'\n--- {n.name} ({n.log_path}):\n{n.log_tail()}' for n in nodes)
+        raise ReplayError(f'gave up after {timeout_s:.0f} s waiting for {what()}{logs}')
 
 
 def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: float = 1.0,

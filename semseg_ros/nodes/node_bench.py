@@ -35,6 +35,7 @@ from std_msgs.msg import String
 from semseg_ros.core.conversions import rgb_to_image_fields
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.nodes.dds import large_image_profile, node_environment, profile_file
+from semseg_ros.nodes.node_processes import parameter_arguments, wait_until
 
 NODE_NAME = 'bench_segmentation'
 CAMERA_TOPIC = '/bench/image'
@@ -88,10 +89,8 @@ class NodeBenchConfig:
                       'precision': self.precision, 'input_width': self.width,
                       'input_height': self.height, 'threads': self.threads,
                       'qos_reliability': 'reliable' if self.reliable else 'best_effort'}
-        arguments = ['--ros-args', '-r', f'__node:={NODE_NAME}', '-r', f'image:={CAMERA_TOPIC}']
-        for name, value in parameters.items():
-            arguments += ['-p', f'{name}:={value}']
-        return arguments
+        return ['--ros-args', '-r', f'__node:={NODE_NAME}', '-r', f'image:={CAMERA_TOPIC}',
+                *parameter_arguments(parameters)]
 
 
 def gradient_frame(width: int, height: int) -> np.ndarray:
@@ -111,15 +110,6 @@ def time_segmenter(config: NodeBenchConfig, frame: np.ndarray
         if index >= config.warmup:
             times.append((time.perf_counter() - start) * 1e3)
     return times, segmenter.describe()
-
-
-def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _start_node(config: NodeBenchConfig, cache: Path, log) -> subprocess.Popen:
@@ -183,9 +173,9 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
                 open(Path(cache) / 'node.log', 'w+') as log:
             process = _start_node(config, Path(cache), log)
             try:
-                if not (_wait(lambda: ready.is_set() or process.poll() is not None,
-                              NODE_START_TIMEOUT_S) and ready.is_set()
-                        and _wait(lambda: camera.get_subscription_count() > 0, 30)):
+                if not (wait_until(lambda: ready.is_set() or process.poll() is not None,
+                                   NODE_START_TIMEOUT_S) and ready.is_set()
+                        and wait_until(lambda: camera.get_subscription_count() > 0, 30)):
                     process.kill()
                     process.wait(30)
                     log.seek(0)
@@ -202,11 +192,11 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
                         sent[index] = time.perf_counter()
                     camera.publish(msg)
                 duration = time.perf_counter() - start
-                _wait(lambda: config.frames - 1 in received, 5.0)
+                wait_until(lambda: config.frames - 1 in received, 5.0)
                 # The node's own stage timings (its rolling window: the last frames served).
                 with lock:
                     diagnostics.clear()
-                _wait(lambda: bool(diagnostics), 5.0)
+                wait_until(lambda: bool(diagnostics), 5.0)
             finally:
                 if process.poll() is None:
                     process.send_signal(signal.SIGINT)
