@@ -18,7 +18,8 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
             'val_miou': 0.4321, 'val_pixel_accuracy': 0.8, 'train_wall_seconds': 7200,
             'val_iou': {'Sky': 0.9, 'Car': 0.55}, 'crop': '384x288', 'batch_size': 8,
             'lr': 0.001, 'class_weights': 'mfb012', 'seed': 0, 'date': '2026-11-22',
-            'commands': ['semseg train --model enet ...'], 'torch': '2.13.0',
+            'commands': ['semseg train --model enet ...', 'semseg train --resume r',
+                         'semseg train --resume r'], 'torch': '2.13.0',
             'history': [{'epoch': e, 'loss': 1.0 / e, 'val_miou': 0.04 * e if e % 5 == 0
                          else None} for e in range(1, 11)]}
     save_weights(tmp_path / 'enet_camvid.pt', create_model('enet'), 'enet', 11, 'camvid',
@@ -26,7 +27,8 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
     card = model_card.render_card(tmp_path)
     assert '## enet (`enet_camvid.pt`)' in card
     assert '**43.2**' in card and 'best at 5 of 7 trained, 10 planned' in card
-    assert '2.0 h' in card and '`semseg train --model enet ...`' in card
+    assert '2.0 h' in card and '`semseg train --model enet ...` |' in card
+    assert '| command | `semseg train --resume r` (2 times) |' in card  # repeats collapsed
     assert '| val IoU | 90.0 |' in card and '55.0' in card
     assert '![Training loss and val mIoU per epoch](training_curves.png)' in card
     assert model_card.main(['--folder', str(tmp_path), '--check']) == 1  # nothing written yet

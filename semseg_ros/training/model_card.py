@@ -12,7 +12,7 @@ files::
 import argparse
 from pathlib import Path
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.files import write_text_atomic
@@ -32,6 +32,17 @@ CURVES_FILE = 'training_curves.png'
 
 def _percent(value) -> str:
     return '—' if value is None else f'{100 * float(value):.1f}'
+
+
+def _runs_of(commands: List[str]) -> List[Tuple[str, int]]:
+    """Collapse repeats in a row (a run resumed many times) into (command, times)."""
+    runs: List[Tuple[str, int]] = []
+    for command in commands:
+        if runs and runs[-1][0] == command:
+            runs[-1] = (command, runs[-1][1] + 1)
+        else:
+            runs.append((command, 1))
+    return runs
 
 
 def _shipped_files(folder: Path) -> List[Path]:
@@ -75,8 +86,9 @@ def render_card(folder: Path) -> str:
             f'{meta.get("seed")} |',
             f'| date | {meta.get("date")} (torch {meta.get("torch")}) |',
         ]
-        for command in meta.get('commands', []):
-            lines.append(f'| command | `{command}` |')
+        for command, times in _runs_of(meta.get('commands', [])):
+            lines.append(f'| command | `{command}`' + (f' ({times} times)' if times > 1 else '')
+                         + ' |')
         iou = meta.get('val_iou') or {}
         if iou:
             lines += ['', '| class | ' + ' | '.join(names) + ' |',
