@@ -321,7 +321,7 @@ def config_node_args(config: str, weights_file) -> list:
     args = ['--params-file', str(CONFIG_DIR / config), '-r', f'__node:={name}',
             '-r', f'image:=/{name}/image', '-p', 'threads:=1']
     if config == 'cpu_robot.yaml':
-        return args + ['-p', f'weights:={weights_file}']
+        return args  # as on a robot: the shipped weights and their pre-built int8 graph
     # Jetson configs: no trained weights here; a small input keeps the export quick.
     return args + ['-p', 'weights:=none', '-p', 'input_width:=160', '-p', 'input_height:=120']
 
@@ -698,8 +698,8 @@ def test_config_files_start_the_node(probe, node_processes):
     nodes = {config.removesuffix('.yaml'): node_processes[config] for config in CONFIGS}
     try:
         logs = {name: node.wait_for_log('segmenting ') for name, node in nodes.items()}
-        assert 'on onnxruntime [CPUExecutionProvider] at 512x256' in logs['cpu_robot'], \
-            logs['cpu_robot']
+        assert 'on onnxruntime [CPUExecutionProvider] at 512x256 int8, weights ' \
+            in logs['cpu_robot'], logs['cpu_robot']
         for name in ('jetson_enet', 'jetson_rdsnet'):
             assert 'running on the CPU' in logs[name], logs[name]
             assert '[CPUExecutionProvider]' in logs[name], logs[name]

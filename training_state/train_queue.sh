@@ -6,7 +6,7 @@
 #
 # Each run lives in RUNS_DIR/<model>; a run missing there is first copied from
 # training_state/<model> (the checkpoint committed by an earlier session), else started
-# fresh. A finished run returns at once, so the script can be started again any time: it
+# fresh, unless the network's finished weights already ship (its checkpoint is then deleted). A finished run returns at once, so the script can be started again any time: it
 # continues with the first unfinished network. One job at a time keeps the machine usable.
 # Ship a run's best weights with: python -m semseg_ros.training.ship RUNS_DIR/<model> ...
 set -euo pipefail
@@ -36,6 +36,12 @@ queue=(
 for entry in "${queue[@]}"; do
     read -r model epochs options <<< "$entry"
     run="$runs/$model"
+    # Finished runs leave no checkpoint behind, only their shipped weights.
+    if [ ! -f "$run/last.pt" ] && [ ! -f "$repo/training_state/$model/last.pt" ] \
+            && [ -f "$repo/semseg_ros/weights/${model}_camvid.pt" ]; then
+        echo "=== $model: trained and shipped (semseg_ros/weights/${model}_camvid.pt), skipped"
+        continue
+    fi
     if [ ! -f "$run/last.pt" ] && [ -f "$repo/training_state/$model/last.pt" ]; then
         mkdir -p "$run"
         cp -n "$repo/training_state/$model/"* "$run/"

@@ -190,7 +190,7 @@ class SegmentationNode(Node):
             f'segmenting {self.input_topic} ({self._param("input_transport")}, '
             f'{self._param("qos_reliability")}) with {info["model"]} on {info["backend"]} '
             f'[{", ".join(info["providers"])}] at {info["input_width"]}x{info["input_height"]}'
-            f', weights {info["weights_file"]}')
+            f' {info["precision"]}, weights {info["weights_file"]}')
 
     # Parameters -----------------------------------------------------------------------
 
