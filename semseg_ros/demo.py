@@ -171,11 +171,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=1,
                         help='inference threads of the segmentation node (default 1; 0: all '
                              'cores)')
+    parser.add_argument('--precision', choices=('fp32', 'int8'),
+                        help='graph precision (default: int8 for mininet_v2_cpu, as '
+                             'config/cpu_robot.yaml runs it; fp32 for the others)')
     parser.add_argument('--rate-factor', type=float, default=1.0,
                         help='replay speed (default 1: real time, 15 Hz)')
     args = parser.parse_args(argv)
     if args.frames < 0:
         parser.error(f'--frames must be >= 0, got {args.frames}')
+    if args.precision is None:
+        args.precision = 'int8' if args.model == 'mininet_v2_cpu' else 'fp32'
     return args
 
 
@@ -202,7 +207,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     make_bag(frames, input_bag, RATE_HZ, TOPIC, overwrite=True)
     print(f'[2/4] replaying live through segmentation_node ({args.model}) and keyframe_node',
           flush=True)
-    params = {'model': args.model, 'weights': weights, 'threads': args.threads}
+    params = {'model': args.model, 'weights': weights, 'threads': args.threads,
+              'precision': args.precision}
     try:
         report = replay_bag(input_bag, TOPIC, recording, args.rate_factor,
                             LaunchOptions(segmentation_params=params, keyframes=True,
@@ -211,7 +217,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ReplayError as error:
         print(f'demo: the live replay failed: {error}', file=sys.stderr)
         return 1
-    report.info.update(model=args.model, weights=weights, untrained_warning=warning)
+    report.info.update(model=args.model, weights=weights, precision=args.precision,
+                       untrained_warning=warning)
     print('\n'.join(report.summary_lines()), flush=True)
     print('[3/4] rendering demo.gif and keyframes.png', flush=True)
     class_set = load_class_set('camvid')
@@ -225,7 +232,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print('[4/4] writing report.md and report.json', flush=True)
     write_json(out / 'report.json', report.to_dict())
     tmp = out / '.report.md.partial'
-    tmp.write_text(markdown_report(report, args.model, weights, warning, names))
+    tmp.write_text(markdown_report(report, f'{args.model}, {args.precision}', weights, warning,
+                                   names))
     tmp.replace(out / 'report.md')
     if warning:
         _banner(warning)

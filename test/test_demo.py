@@ -50,5 +50,7 @@ def test_demo_produces_every_file(tmp_path):
     with Reader(out / 'input_bag') as replayed:
         assert {c.topic for c in replayed.connections} == {'/camera/image_raw',
                                                            '/camera/labels'}
-    assert (out / 'logs' / 'segmentation_node.log').is_file()
+    # The CPU network runs as config/cpu_robot.yaml runs it: the INT8 graph.
+    assert report['info']['precision'] == 'int8' and '(mininet_v2_cpu, int8, ' in markdown
+    assert ' int8, weights ' in (out / 'logs' / 'segmentation_node.log').read_text()
     assert (out / 'logs' / 'keyframe_node.log').is_file()

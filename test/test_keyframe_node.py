@@ -242,6 +242,9 @@ def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
 
     report = run.wait_for_diagnostics(frames=FRAMES, keyframes=len(keyframes))
     assert report['dropped_bad_ids'] == '0' and report['unmatched_image'] == '0'
+    # Both inputs report their DDS matching with the test's publishers.
+    assert report['matched_publishers/label_mask'] == '1'
+    assert report['matched_publishers/image'] == '1'
 
 
 def test_a_quiet_stream_publishes_its_pending_keyframe(harness, sequence):

@@ -505,8 +505,9 @@ def test_only_subscribed_outputs_are_computed(probe, raw_node, camera, frame):
         camera.publish(image_msg(fields))
 
     def outputs_become(expected):
-        probe.diagnostics(RAW_NODE, time.monotonic(), lambda v: v['outputs'] == expected,
-                          timeout=30, tick=publish_frame)
+        return probe.diagnostics(RAW_NODE, time.monotonic(),
+                                 lambda v: v['outputs'] == expected, timeout=30,
+                                 tick=publish_frame)
 
     listening = [s for s in probe.node.subscriptions if s.topic_name.startswith(RAW_NODE + '/')
                  and not s.topic_name.endswith('class_info')]
@@ -518,7 +519,11 @@ def test_only_subscribed_outputs_are_computed(probe, raw_node, camera, frame):
                           lambda v: int(v['frames_idle']) > idle_before, timeout=30,
                           tick=publish_frame)
         only_labels = probe.subscribe(Image, f'{RAW_NODE}/label_mask')
-        outputs_become('label_mask')
+        values = outputs_become('label_mask')
+        # The node reports the DDS matching behind that choice.
+        assert values['matched_subscribers/label_mask'] == '1'
+        assert values['matched_subscribers/color_mask'] == '0'
+        assert int(values['matched_publishers/image']) >= 1
         probe.node.destroy_subscription(only_labels)
     finally:
         for name in OUTPUTS:
@@ -626,6 +631,8 @@ def test_diagnostics_report_rates_latency_and_runtime(probe, raw_node, camera, f
     assert float(values['latency_p95_ms']) >= float(values['latency_median_ms']) > 0
     assert values['model'] == MODEL and values['backend'] == 'torch'
     assert values['providers'] == 'cpu' and values['input_size'] == '128x64'
+    assert int(values['matched_publishers/image']) >= 1
+    assert all(int(values[f'matched_subscribers/{name}']) >= 1 for name in OUTPUTS)
     assert values['level'] in (b'\x00', 0)
 
 

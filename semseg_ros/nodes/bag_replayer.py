@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -90,8 +91,31 @@ class BagReplayer(Node):
         self.stamps: Dict[str, set] = {t: set() for t in record}
         self.last_receipt = time.monotonic()
         self._lock = threading.Lock()
+        # The launched nodes report their DDS matching on /diagnostics (key -> value by
+        # node): the replay starts once every link is matched at both ends.
+        self.node_diagnostics: Dict[str, Dict[str, str]] = {}
+        self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 10)
         self.discover()
         self.create_timer(0.2, self.discover)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            node = status.name.split(': ')[0]
+            with self._lock:
+                self.node_diagnostics[node] = {kv.key: kv.value for kv in status.values}
+
+    def missing_matches(self, node: str, minimum: Dict[str, int]) -> List[str]:
+        """Return the ``key (value < n)`` of node's last diagnostics short of ``minimum``."""
+        with self._lock:
+            values = self.node_diagnostics.get('/' + node.strip('/'))
+        if values is None:
+            return [f'{node}: no diagnostics yet']
+        missing = []
+        for key, count in minimum.items():
+            value = values.get(key, '')
+            if not (value.isdigit() and int(value) >= count):
+                missing.append(f'{node} {key} {value or "?"} < {count}')
+        return missing
 
     def discover(self) -> None:
         """Subscribe to every wanted topic whose publishers have appeared."""
@@ -337,15 +361,26 @@ def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: Bag
     # before a reader matched is lost to it, so wait for every launched reader.
     image_readers = max(1, sum('image' in n.subscribes for n in nodes))
     mask_readers = 1 + sum('label_mask' in n.subscribes for n in nodes)  # + our recorder
+    # Seen from the launched nodes (their diagnostics): each input matched with a publisher,
+    # and the segmentation node's mask publisher with every mask reader.
+    minimum = {n.name: {f'matched_publishers/{t}': 1 for t in n.subscribes} for n in nodes}
+    if nodes:
+        minimum[nodes[0].name]['matched_subscribers/label_mask'] = mask_readers
+
+    def unmatched() -> List[str]:
+        return [m for name, counts in minimum.items()
+                for m in replayer.missing_matches(name, counts)]
+
     try:
         _wait_for(lambda: replayer.publisher.get_subscription_count() >= image_readers
                   and replayer.count_subscribers(topics.label_mask) >= mask_readers
-                  and all(replayer.matched(t) for t in required), wait_s, nodes,
+                  and all(replayer.matched(t) for t in required) and not unmatched(),
+                  wait_s, nodes,
                   lambda: f'{image_readers} subscriber(s) on {topic} '
                           f'({replayer.publisher.get_subscription_count()} so far), '
-                          f'{mask_readers} on {topics.label_mask} and publishers of '
-                          f'{", ".join(required)}')
-        time.sleep(0.5)  # discovery seen; give the matching its moment
+                          f'{mask_readers} on {topics.label_mask}, publishers of '
+                          f'{", ".join(required)} and matching in the nodes: '
+                          f'{"; ".join(unmatched()) or "done"}')
         with reading(bag) as reader:
             connections = find_topic(reader, topic, IMAGE_TYPES)
             total = sum(c.msgcount for c in connections)

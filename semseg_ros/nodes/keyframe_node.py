@@ -221,14 +221,16 @@ class KeyframeNode(Node):
             reliability=(ReliabilityPolicy.RELIABLE
                          if self._param('image_reliability') == 'reliable'
                          else ReliabilityPolicy.BEST_EFFORT))
-        self.create_subscription(Image, 'label_mask', self._on_label_mask, masks_qos)
-        self.inputs = [self.resolve_topic_name('label_mask')]
+        self._input_subs = {
+            'label_mask': self.create_subscription(Image, 'label_mask', self._on_label_mask,
+                                                   masks_qos)}
         if self.use_image:
-            self.create_subscription(Image, 'image', self._on_image, image_qos)
-            self.inputs.append(self.resolve_topic_name('image'))
+            self._input_subs['image'] = self.create_subscription(Image, 'image', self._on_image,
+                                                                 image_qos)
         if self.use_confidence:
-            self.create_subscription(Image, 'confidence', self._on_confidence, masks_qos)
-            self.inputs.append(self.resolve_topic_name('confidence'))
+            self._input_subs['confidence'] = self.create_subscription(
+                Image, 'confidence', self._on_confidence, masks_qos)
+        self.inputs = [self.resolve_topic_name(name) for name in self._input_subs]
 
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                 reliability=ReliabilityPolicy.RELIABLE)
@@ -468,6 +470,9 @@ class KeyframeNode(Node):
                    ('last_keyframe_stamp_ns', '' if last is None else last.stamp_ns),
                    ('last_keyframe_reason', '' if last is None else last.reason),
                    ('inputs', ', '.join(self.inputs))]
+        # DDS matching of each input: whether its messages can arrive at all.
+        values += [(f'matched_publishers/{name}', subscription.get_publisher_count())
+                   for name, subscription in self._input_subs.items()]
         return values
 
     def _publish_diagnostics(self) -> None:

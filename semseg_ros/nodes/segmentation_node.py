@@ -159,11 +159,12 @@ class SegmentationNode(Node):
         if self._compressed:
             # As image_transport does: remapping the base topic `image` moves this one too.
             self.input_topic = self.resolve_topic_name('image') + '/compressed'
-            self.create_subscription(CompressedImage, self.input_topic, self._on_image,
-                                     image_qos)
+            self._image_sub = self.create_subscription(CompressedImage, self.input_topic,
+                                                       self._on_image, image_qos)
         else:
             self.input_topic = self.resolve_topic_name('image')
-            self.create_subscription(Image, 'image', self._on_image, image_qos)
+            self._image_sub = self.create_subscription(Image, 'image', self._on_image,
+                                                       image_qos)
 
         # Reliable outputs reach both reliable (rviz) and best-effort subscribers. Depth 5,
         # not 1: with depth 1 a mask still being acknowledged is overwritten by the next
@@ -336,7 +337,11 @@ class SegmentationNode(Node):
             ('input_size', f'{info["input_width"]}x{info["input_height"]}'),
             ('output_resolution', self._param('output_resolution')),
             ('outputs', ', '.join(self._last_outputs) or 'none'),
-            ('input_topic', self.input_topic)]
+            ('input_topic', self.input_topic),
+            # DDS matching, both ends: whether frames can arrive and which outputs are read.
+            ('matched_publishers/image', self._image_sub.get_publisher_count())]
+        values += [(f'matched_subscribers/{name}', publisher.get_subscription_count())
+                   for name, publisher in self._output_pubs.items()]
         status = DiagnosticStatus(
             level=level, name=f'{self.get_fully_qualified_name()}: segmentation',
             message=message, hardware_id=self.segmenter.device,
