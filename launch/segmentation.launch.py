@@ -21,7 +21,7 @@ ARGUMENTS = (
      'the config file.'),
     ('config', PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'cpu_robot.yaml']),
      'Parameters file of the node (config/cpu_robot.yaml, jetson_enet.yaml, '
-     'jetson_rdsnet.yaml, or your own).'),
+     'jetson_rdsnet.yaml, gpu_mininet_v2.yaml, or your own).'),
     ('image_topic', '/camera/image_raw',
      'Camera image topic (sensor_msgs/Image); with use_compressed, its /compressed '
      'sub-topic is read.'),

@@ -32,7 +32,7 @@ ARGUMENTS = (
     ('segmentation_config',
      PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'cpu_robot.yaml']),
      'Parameters file of the segmentation node (config/cpu_robot.yaml, jetson_enet.yaml, '
-     'jetson_rdsnet.yaml, or your own).'),
+     'jetson_rdsnet.yaml, gpu_mininet_v2.yaml, or your own).'),
     ('keyframe_config', '',
      'Keyframe configuration in config/keyframes.yaml format (scoring weights, gaps, '
      'window); empty: the shipped one.'),

@@ -112,6 +112,7 @@ class NodeProcess:
 
 def stop_all(nodes, signals) -> None:
     """Signal every node at once, then assert each exits with 0 and no traceback."""
+    assert len(signals) == len(nodes), 'one signal per node'
     for node, sig in zip(nodes, signals):
         node.signal(sig)
     for node in nodes:
@@ -322,7 +323,7 @@ def config_node_args(config: str, weights_file) -> list:
             '-r', f'image:=/{name}/image', '-p', 'threads:=1']
     if config == 'cpu_robot.yaml':
         return args  # as on a robot: the shipped weights and their pre-built int8 graph
-    # Jetson configs: no trained weights here; a small input keeps the export quick.
+    # GPU configs: their networks are trained separately; a small input keeps start-up quick.
     return args + ['-p', 'weights:=none', '-p', 'input_width:=160', '-p', 'input_height:=120']
 
 
@@ -677,7 +678,7 @@ def test_corrupt_compressed_payload_is_survived(probe, compressed_node, frame, s
 
 # Configuration ---------------------------------------------------------------------------
 
-CONFIGS = ['cpu_robot.yaml', 'jetson_enet.yaml', 'jetson_rdsnet.yaml']
+CONFIGS = ['cpu_robot.yaml', 'jetson_enet.yaml', 'jetson_rdsnet.yaml', 'gpu_mininet_v2.yaml']
 
 
 @pytest.mark.parametrize('config', CONFIGS)
@@ -692,13 +693,15 @@ def test_config_files_hold_valid_parameters(config):
         assert type(value) is type(default), f'{config}: {name}: {value!r}'
         if spec.choices and name != 'model':
             assert value in spec.choices, f'{config}: {name}: {value!r}'
-    assert parameters['backend'] == 'onnxruntime'
-    if config.startswith('jetson'):
+    # The fastest backend each target has: ONNX Runtime on the CPU and with TensorRT on a
+    # Jetson; PyTorch's CUDA build where a GPU is free.
+    assert parameters['backend'] == ('torch' if config.startswith('gpu') else 'onnxruntime')
+    if config != 'cpu_robot.yaml':
         assert parameters['device'] == 'cuda' and parameters['fp16'] is True
 
 
 def test_config_files_start_the_node(probe, node_processes):
-    """The three configs load with --params-file; the Jetson ones fall back to the CPU here.
+    """The four configs load with --params-file; the GPU ones fall back to the CPU here.
 
     Also the signals: SIGTERM and SIGINT end the nodes with exit code 0, no traceback.
     """
@@ -710,6 +713,9 @@ def test_config_files_start_the_node(probe, node_processes):
         for name in ('jetson_enet', 'jetson_rdsnet'):
             assert 'running on the CPU' in logs[name], logs[name]
             assert '[CPUExecutionProvider]' in logs[name], logs[name]
+        assert logs['gpu_mininet_v2'].count('running on the CPU') == 1, logs['gpu_mininet_v2']
+        assert 'with mininet_v2 on torch [cpu] at 160x120' in logs['gpu_mininet_v2'], \
+            logs['gpu_mininet_v2']
         # The CPU robot's node serves a frame through the ONNX Runtime graph.
         probe.subscribe(Image, '/cpu_robot/label_mask')
         camera = probe.publisher(Image, '/cpu_robot/image', qos_profile_sensor_data)
@@ -718,7 +724,8 @@ def test_config_files_start_the_node(probe, node_processes):
         assert (outputs['label_mask'].width, outputs['label_mask'].height) == (160, 120)
         probe.node.destroy_publisher(camera)
     finally:
-        stop_all(list(nodes.values()), [signal.SIGTERM, signal.SIGINT, signal.SIGTERM])
+        stop_all(list(nodes.values()),
+                 [signal.SIGTERM, signal.SIGINT, signal.SIGTERM, signal.SIGINT])
 
 
 def test_bad_parameter_exits_with_one_fatal_line(node_processes):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from semseg_ros.core.backends import (BACKENDS, check_precision, OnnxGraphCache,
-                                      OnnxRuntimeBackend, resolve_device, TorchBackend)
+                                      OnnxRuntimeBackend, TorchBackend)
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import load_weights, WeightsError
@@ -120,7 +120,7 @@ class Segmenter:
                                     precision=config.precision)
             self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
                                               config.fp16)
-        self.device = resolve_device(config.device) if config.backend == 'torch' else (
+        self.device = self.backend.device if config.backend == 'torch' else (
             'cuda' if any(p != 'CPUExecutionProvider' for p in self.backend.providers)
             else 'cpu')
 
