@@ -381,6 +381,10 @@ def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: Bag
                           f'{mask_readers} on {topics.label_mask}, publishers of '
                           f'{", ".join(required)} and matching in the nodes: '
                           f'{"; ".join(unmatched()) or "done"}')
+        if not nodes:
+            # Nodes started by the user report nothing we can rely on: discovery is seen
+            # from here only, so give the matching at their end a moment.
+            time.sleep(0.5)
         with reading(bag) as reader:
             connections = find_topic(reader, topic, IMAGE_TYPES)
             total = sum(c.msgcount for c in connections)
