@@ -275,6 +275,47 @@ def test_ship_writes_weights_fresh_graphs_and_card(learned_run, tmp_path, capsys
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before  # untouched
 
 
+def test_init_fine_tunes_from_trained_weights(learned_run, camvid, tmp_path):
+    """--init starts a new run from trained weights: its first epoch already fits the frames.
+
+    The provenance (file, digest, its val mIoU) goes into run.json, the exported weights and
+    the model card.
+    """
+    from semseg_ros.training import model_card
+    run_dir = tmp_path / 'tuned'
+    init = learned_run / 'best.pt'
+    assert _train('--data-root', str(camvid), '--out', str(run_dir), *LEARN_ARGS,
+                  '--epochs', '1', '--lr', '1e-4', '--init', str(init)) == 0
+    fresh_first, tuned_first = _history(learned_run)[0], _history(run_dir)[0]
+    assert tuned_first['loss'] < 0.5 * fresh_first['loss']
+    assert tuned_first['val_miou'] > 0.8 * read_weights(init)['meta']['val_miou']
+    record = json.loads((run_dir / 'run.json').read_text())['init']
+    assert record['path'] == str(init) and record['skipped'] == []
+    assert record['val_miou'] == read_weights(init)['meta']['val_miou']
+    exported = export_best(run_dir, tmp_path / 'card' / f'{MODEL}_camvid.pt')
+    assert read_weights(exported)['meta']['init']['sha256'] == record['sha256']
+    assert model_card.main(['--folder', str(exported.parent)]) == 0
+    assert f'| started from | `best.pt` (sha256 {record["sha256"][:12]}' in \
+        (exported.parent / 'MODEL_CARD.md').read_text()
+
+
+def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
+    """Weights of 11 CamVid classes start a 19-class network: all but the classifier load."""
+    from semseg_ros.core.weights import load_matching_weights, WeightsError
+    model = create_model(MODEL, 19)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    result = load_matching_weights(model, learned_run / 'best.pt', MODEL)
+    trained = read_weights(learned_run / 'best.pt')['state_dict']
+    assert result['skipped'] and len(result['loaded']) + len(result['skipped']) == len(fresh)
+    for name, tensor in model.state_dict().items():
+        if name in result['skipped']:
+            assert torch.equal(tensor, fresh[name]) and tensor.shape != trained[name].shape
+        else:
+            assert torch.equal(tensor, trained[name]), name
+    with pytest.raises(WeightsError, match="weights are for model 'mininet_v2_cpu'"):
+        load_matching_weights(create_model('enet', 11), learned_run / 'best.pt', 'enet')
+
+
 @pytest.mark.parametrize('argv, message', [
     (['train', '--model', MODEL, '--out', 'x'], '--data-root is required'),
     (['train', '--model', 'nonet', '--data-root', '.', '--out', 'x'], "unknown model 'nonet'"),
@@ -285,6 +326,8 @@ def test_ship_writes_weights_fresh_graphs_and_card(learned_run, tmp_path, capsys
     (['train', '--model', MODEL, '--data-root', '.', '--crop', 'big', '--out', 'x'],
      'not WIDTHxHEIGHT'),
     (['train', '--resume', '{tmp}'], 'no run.json'),
+    (['train', '--model', MODEL, '--data-root', '.', '--init', '/no/w.pt', '--out', 'x'],
+     '--init /no/w.pt: weights file not found: /no/w.pt'),
     (['eval', '--model', MODEL, '--data-root', '.', '--weights', '/no/w.pt'],
      'weights file not found: /no/w.pt'),
     (['eval', '--model', 'nonet', '--data-root', '.'], "unknown model 'nonet'"),
@@ -295,6 +338,15 @@ def test_bad_usage_exits_2_with_a_message(argv, message, tmp_path, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and 'Traceback' not in err
+
+
+def test_init_shipped_without_shipped_weights(capsys, monkeypatch, tmp_path):
+    """--init shipped for a network with no shipped weights: exit 2 naming the missing file."""
+    from semseg_ros.training import train
+    monkeypatch.setattr(train, 'shipped_weights', lambda name: tmp_path / f'{name}_camvid.pt')
+    assert _train('--data-root', '.', '--init', 'shipped', '--out', str(tmp_path / 'r')) == 2
+    err = capsys.readouterr().err
+    assert f'{tmp_path / MODEL}_camvid.pt (none ship for this model yet)' in err
 
 
 def test_resume_refuses_changed_settings_and_reused_out(learned_run, capsys):

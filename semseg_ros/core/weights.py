@@ -107,6 +107,36 @@ def load_weights(model: nn.Module, path: Union[str, Path], model_name: str,
     return payload
 
 
+def load_matching_weights(model: nn.Module, path: Union[str, Path],
+                          model_name: str) -> Dict[str, Any]:
+    """Start ``model`` from a weights file of the same network, for fine-tuning.
+
+    Every tensor whose name and shape fit is copied; the others (the classifier, when the
+    file was trained on another class set) keep the model's fresh initialisation.
+
+    Returns:
+        ``{'payload': ..., 'loaded': [names], 'skipped': [names]}``.
+
+    Raises:
+        WeightsError: Missing or unreadable file, weights of another network, or a file of
+            which not a single tensor fits.
+    """
+    payload = read_weights(path)
+    if payload.get('model') != model_name:
+        raise WeightsError(f'{path}: weights are for model {payload.get("model")!r}, '
+                           f'expected {model_name!r} (fine-tuning starts from the same network)')
+    module = getattr(model, 'module', model)
+    own = module.state_dict()
+    stored = payload.get('state_dict', {})
+    fitting = {name: tensor for name, tensor in stored.items()
+               if name in own and tuple(own[name].shape) == tuple(tensor.shape)}
+    if not fitting:
+        raise WeightsError(f'{path}: no tensor fits {model_name}')
+    module.load_state_dict(fitting, strict=False)
+    return {'payload': payload, 'loaded': sorted(fitting),
+            'skipped': sorted(name for name in own if name not in fitting)}
+
+
 def file_digest(path: Union[str, Path]) -> str:
     """Return the sha256 hex digest of a file."""
     digest = hashlib.sha256()

@@ -86,6 +86,12 @@ def render_card(folder: Path) -> str:
             f'{meta.get("seed")} |',
             f'| date | {meta.get("date")} (torch {meta.get("torch")}) |',
         ]
+        init = meta.get('init')
+        if init:
+            lines.append(f'| started from | `{Path(init["path"]).name}` (sha256 '
+                         f'{init["sha256"][:12]}, val mIoU {_percent(init.get("val_miou"))}, '
+                         f'{init.get("epochs_trained")} epochs; wall time above excludes '
+                         'them) |')
         for command, times in _runs_of(meta.get('commands', [])):
             lines.append(f'| command | `{command}`' + (f' ({times} times)' if times > 1 else '')
                          + ' |')

@@ -55,7 +55,9 @@ import torch.distributed as dist
 
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
-from semseg_ros.core.weights import load_weights, read_weights, save_weights
+from semseg_ros.core.resources import shipped_weights
+from semseg_ros.core.weights import (
+    file_digest, load_matching_weights, load_weights, read_weights, save_weights, WeightsError)
 from semseg_ros.data.datasets import build_dataset, DATASETS
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
@@ -74,7 +76,7 @@ DEFAULTS: Dict[str, Any] = {
     'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
-    'progress': True,
+    'progress': True, 'init': None,
     'stop_after': None,
 }
 COMPILE_BACKENDS = ('inductor', 'aot_eager', 'eager')
@@ -128,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threads', type=int, help='torch threads per process (default: '
                         'torch decides)')
     parser.add_argument('--seed', type=int, help='run seed' + default('seed'))
+    parser.add_argument('--init', metavar='WEIGHTS',
+                        help='start from these weights of the same network instead of random '
+                             "ones: 'shipped' (the package's CamVid weights) or a weights/"
+                             'checkpoint file; tensors that do not fit (the classifier of '
+                             'another class set) stay freshly initialised')
     parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision' + default('amp'))
     parser.add_argument('--channels-last', action='store_true',
                         help='channels-last memory format')
@@ -202,6 +209,13 @@ def _check_config(config: Dict[str, Any]) -> None:
     low, high = config['scale_range']
     if not 0 < low <= high:
         raise UsageError(f'--scale-range needs 0 < MIN <= MAX, got {low} {high}')
+    if config['init']:
+        init = shipped_weights(config['model']) if config['init'] == 'shipped' \
+            else Path(config['init'])
+        if not init.is_file():
+            raise UsageError(f'--init {config["init"]}: weights file not found: {init}'
+                             + (' (none ship for this model yet)'
+                                if config['init'] == 'shipped' else ''))
     if config['batch_size'] < 2:
         raise UsageError(f'--batch-size must be at least 2 for batch normalisation '
                          f'({info.name}), got {config["batch_size"]}')
@@ -336,7 +350,11 @@ class Trainer:
         self.criterion.to(device)
 
         seed_everything(config['seed'], 0, 0)  # same initial weights on every process
-        model = create_model(config['model'], self.num_classes).to(device)
+        model = create_model(config['model'], self.num_classes)
+        self.init_record: Optional[Dict[str, Any]] = None
+        if config['init'] and not (self.run_dir / 'last.pt').is_file():
+            self.init_record = self._initialise(model)
+        model = model.to(device)
         if config['channels_last']:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -367,6 +385,29 @@ class Trainer:
         if (self.run_dir / 'last.pt').is_file():
             self._restore(self.run_dir / 'last.pt')
 
+    def _initialise(self, model: nn.Module) -> Dict[str, Any]:
+        """Load ``--init`` weights into the fresh model; return what run.json records."""
+        name = self.config['model']
+        path = shipped_weights(name) if self.config['init'] == 'shipped' \
+            else Path(self.config['init'])
+        try:
+            result = load_matching_weights(model, path, name)
+        except WeightsError as error:
+            raise UsageError(f'--init: {error}') from error
+        meta = result['payload'].get('meta', {})
+        record = {'path': str(path), 'sha256': file_digest(path),
+                  'class_set': result['payload'].get('class_set'),
+                  'loaded_tensors': len(result['loaded']), 'skipped': result['skipped'],
+                  'val_miou': meta.get('val_miou'),
+                  'epochs_trained': meta.get('epochs_trained', result['payload'].get('epoch')),
+                  'train_wall_seconds': meta.get('train_wall_seconds')}
+        skipped = (', freshly initialised: ' + ', '.join(result['skipped'])
+                   if result['skipped'] else '')
+        if self.is_main:
+            self._print(f'starting from {path}: {len(result["loaded"])} tensors '
+                        f'loaded{skipped}')
+        return record
+
     def _scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
         """Polynomial decay per iteration: ``lr = lr0 * (1 - step / total) ** power``."""
         total = self.steps_per_epoch * int(self.config['epochs'])
@@ -394,6 +435,8 @@ class Trainer:
             'args': {k: v for k, v in self.config.items() if k not in SESSION_ONLY},
             'created': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
             'torch': str(torch.__version__), 'sessions': []}
+        if self.init_record is not None:
+            record['init'] = self.init_record
         record['args']['epochs'] = self.config['epochs']
         record['sessions'].append({
             'command': self.command, 'world_size': self.world, 'device': str(self.device),
@@ -575,6 +618,7 @@ def export_best(run_dir, out_path) -> Path:
         'class_weights': args['class_weights'], 'seed': args['seed'],
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
+        'init': run_record.get('init'),
         'torch': str(torch.__version__),
         # Enough to draw the training curves in the model card, small enough to ship.
         'history': [{'epoch': int(h['epoch']), 'loss': round(float(h['loss']), 5),
