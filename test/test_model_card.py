@@ -16,7 +16,7 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
     torch.manual_seed(0)
     meta = {'model': 'enet', 'epochs_trained': 7, 'epochs_planned': 10, 'best_epoch': 5,
             'val_miou': 0.4321, 'val_pixel_accuracy': 0.8, 'train_wall_seconds': 7200,
-            'val_iou': {'Sky': 0.9, 'Car': 0.55}, 'crop': '384x288', 'batch_size': 8,
+            'val_iou': {'Sky': 0.9, 'Car': 0.55, 'Pole': 0.008}, 'crop': '384x288', 'batch_size': 8,
             'lr': 0.001, 'class_weights': 'mfb012', 'seed': 0, 'date': '2026-11-22',
             'commands': ['semseg train --model enet ...', 'semseg train --resume r',
                          'semseg train --resume r'], 'torch': '2.13.0',
@@ -30,6 +30,7 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
     assert '2.0 h' in card and '`semseg train --model enet ...` |' in card
     assert '| command | `semseg train --resume r` (2 times) |' in card  # repeats collapsed
     assert '| val IoU | 90.0 |' in card and '55.0' in card
+    assert '**Weak classes** (val IoU below 5 %' in card and 'them): Pole 0.8.' in card
     assert '![Training loss and val mIoU per epoch](training_curves.png)' in card
     assert model_card.main(['--folder', str(tmp_path), '--check']) == 1  # nothing written yet
     assert model_card.main(['--folder', str(tmp_path)]) == 0

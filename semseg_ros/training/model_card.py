@@ -28,10 +28,19 @@ test split is measured separately); `semseg eval --model M --dataset camvid --da
 --split val` reproduces them with the shipped weights.
 """
 CURVES_FILE = 'training_curves.png'
+# Classes below this val IoU are named under the per-class table: a robot must know them.
+WEAK_IOU = 0.05
 
 
 def _percent(value) -> str:
     return '—' if value is None else f'{100 * float(value):.1f}'
+
+
+def _class_ious(iou, names: List[str]) -> List[Tuple[str, Optional[float]]]:
+    """Return (class name, IoU or None) in class order from a dict or a list of IoUs."""
+    if isinstance(iou, dict):
+        return [(name, iou.get(name)) for name in names]
+    return list(zip(names, iou))
 
 
 def _runs_of(commands: List[str]) -> List[Tuple[str, int]]:
@@ -100,8 +109,14 @@ def render_card(folder: Path) -> str:
             lines += ['', '| class | ' + ' | '.join(names) + ' |',
                       '|---' * (len(names) + 1) + '|',
                       '| val IoU | ' + ' | '.join(
-                          _percent(iou.get(name) if isinstance(iou, dict) else iou[i])
-                          for i, name in enumerate(names)) + ' |']
+                          _percent(value) for _, value in _class_ious(iou, names)) + ' |']
+            weak = [(name, value) for name, value in _class_ious(iou, names)
+                    if value is not None and value < WEAK_IOU]
+            if weak:
+                lines += ['', f'**Weak classes** (val IoU below {100 * WEAK_IOU:.0f} %, the '
+                          'network seldom or never finds them): '
+                          + ', '.join(f'{name} {_percent(value)}' for name, value in weak)
+                          + '.']
         sections.append('\n'.join(lines) + '\n')
     return ''.join(sections)
 
