@@ -16,8 +16,9 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
     torch.manual_seed(0)
     meta = {'model': 'enet', 'epochs_trained': 7, 'epochs_planned': 10, 'best_epoch': 5,
             'val_miou': 0.4321, 'val_pixel_accuracy': 0.8, 'train_wall_seconds': 7200,
-            'val_iou': {'Sky': 0.9, 'Car': 0.55, 'Pole': 0.008}, 'crop': '384x288', 'batch_size': 8,
-            'lr': 0.001, 'class_weights': 'mfb012', 'seed': 0, 'date': '2026-11-22',
+            'val_iou': {'Sky': 0.9, 'Car': 0.55, 'Pole': 0.008}, 'crop': '384x288',
+            'batch_size': 8, 'lr': 0.001, 'class_weights': 'mfb012', 'seed': 0,
+            'date': '2026-11-22',
             'commands': ['semseg train --model enet ...', 'semseg train --resume r',
                          'semseg train --resume r'], 'torch': '2.13.0',
             'history': [{'epoch': e, 'loss': 1.0 / e, 'val_miou': 0.04 * e if e % 5 == 0
