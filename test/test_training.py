@@ -241,6 +241,7 @@ def test_export_best_weights(learned_run, tmp_path):
                                     'SignSymbol', 'Fence', 'Car', 'Pedestrian', 'Bicyclist'}
     assert meta['commands'][0].startswith('semseg train --model mininet_v2_cpu')
     assert meta['train_wall_seconds'] > 0 and meta['date']
+    assert meta['run'] == learned_run.name and meta['init'] is None
     assert [h['epoch'] for h in meta['history']] == list(range(1, 31))
     assert [h['epoch'] for h in meta['history'] if h['val_miou'] is not None] == [10, 20, 30]
     assert meta['history'][-1]['loss'] == pytest.approx(history[-1]['loss'], abs=1e-5)

@@ -619,6 +619,7 @@ def export_best(run_dir, out_path) -> Path:
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
         'init': run_record.get('init'),
+        'run': run_dir.resolve().name,
         'torch': str(torch.__version__),
         # Enough to draw the training curves in the model card, small enough to ship.
         'history': [{'epoch': int(h['epoch']), 'loss': round(float(h['loss']), 5),
