@@ -17,8 +17,7 @@ import time
 from typing import Any, Dict, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
@@ -32,11 +31,11 @@ from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, re
                                      StreamStats)
 from semseg_ros.models import list_models
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
+from semseg_ros.nodes.spinning import run_nodes
 
 NODE_NAME = 'segmentation_node'
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
-EXIT_BAD_CONFIG = 2
 # Outputs computed only while someone subscribes; label_mask is the node's main product.
 OUTPUTS = ('label_mask', 'color_mask', 'overlay', 'confidence')
 
@@ -367,23 +366,7 @@ class SegmentationNode(Node):
 
 def main(args=None) -> int:
     """Run the node until Ctrl-C or SIGTERM; return the exit code (2: bad configuration)."""
-    try:
-        with rclpy.init(args=args):
-            try:
-                node = SegmentationNode()
-            except NodeConfigError:
-                return EXIT_BAD_CONFIG  # the reason was logged as one fatal line
-            except Exception:
-                if not rclpy.ok():  # SIGTERM shut ROS down while the model was loading
-                    return 0
-                raise
-            try:
-                rclpy.spin(node)
-            finally:
-                node.destroy_node()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    return run_nodes([SegmentationNode], SingleThreadedExecutor, (NodeConfigError,), args)
 
 
 if __name__ == '__main__':
