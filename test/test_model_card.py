@@ -70,3 +70,34 @@ def test_shipped_weights_reproduce_their_val_figures(weights, camvid, tmp_path):
     assert figures['images'] == 101
     assert figures['miou'] == pytest.approx(meta['val_miou'], abs=5e-4)
     assert figures['pixel_accuracy'] == pytest.approx(meta['val_pixel_accuracy'], abs=5e-4)
+
+
+def test_shipped_graphs_are_fresh_and_complete():
+    """Every pre-built graph in the package belongs to shipped weights and is current.
+
+    Each comes in pairs (labels, labels + confidence) at a size and precision, and its
+    metadata names the shipped weights' digest, so a graph left from older weights or one
+    cached there by a benchmark fails here instead of shipping.
+    """
+    import re
+    from semseg_ros.core.backends import graph_metadata, onnx_metadata
+    from semseg_ros.core.resources import weights_dir
+    from semseg_ros.core.weights import file_digest
+    pattern = re.compile(r'(?P<model>\w+)_camvid\.(?P<w>\d+)x(?P<h>\d+)(?P<conf>\.conf)?'
+                         r'(?P<int8>\.int8)?\.onnx')
+    graphs = sorted(weights_dir().glob('*.onnx'))
+    variants = set()
+    for graph in graphs:
+        match = pattern.fullmatch(graph.name)
+        assert match, f'{graph.name}: not a graph name the node looks up'
+        weights = weights_dir() / f'{match["model"]}_camvid.pt'
+        assert weights.is_file(), f'{graph.name}: no shipped weights for it'
+        precision = 'int8' if match['int8'] else 'fp32'
+        expected = graph_metadata(match['model'], file_digest(weights), int(match['w']),
+                                  int(match['h']), precision)
+        assert onnx_metadata(graph).items() >= expected.items(), f'{graph.name} is stale'
+        variants.add((match['model'], match['w'], match['h'], precision, bool(match['conf'])))
+    for model, width, height, precision, _ in variants:
+        for conf in (False, True):
+            assert (model, width, height, precision, conf) in variants, \
+                f'{model} {width}x{height} {precision}: only one of the graph pair ships'
