@@ -189,6 +189,13 @@ def _config(args: argparse.Namespace) -> Dict[str, Any]:
     return config
 
 
+def _init_path(config: Dict[str, Any]) -> Path:
+    """Return the weights file ``--init`` names ('shipped': the model's shipped weights)."""
+    if config['init'] == 'shipped':
+        return shipped_weights(config['model'])
+    return Path(config['init'])
+
+
 def _check_config(config: Dict[str, Any]) -> None:
     """Check the settings that can be checked before loading any data."""
     info = model_info(config['model'])  # ValueError listing the models if unknown
@@ -210,8 +217,7 @@ def _check_config(config: Dict[str, Any]) -> None:
     if not 0 < low <= high:
         raise UsageError(f'--scale-range needs 0 < MIN <= MAX, got {low} {high}')
     if config['init']:
-        init = shipped_weights(config['model']) if config['init'] == 'shipped' \
-            else Path(config['init'])
+        init = _init_path(config)
         if not init.is_file():
             raise UsageError(f'--init {config["init"]}: weights file not found: {init}'
                              + (' (none ship for this model yet)'
@@ -388,8 +394,7 @@ class Trainer:
     def _initialise(self, model: nn.Module) -> Dict[str, Any]:
         """Load ``--init`` weights into the fresh model; return what run.json records."""
         name = self.config['model']
-        path = shipped_weights(name) if self.config['init'] == 'shipped' \
-            else Path(self.config['init'])
+        path = _init_path(self.config)
         try:
             result = load_matching_weights(model, path, name)
         except WeightsError as error:
