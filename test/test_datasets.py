@@ -6,10 +6,13 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from semseg_ros.data.datasets import (
-    build_dataset, CamVidDataset, CityscapesDataset, FolderDataset, read_image)
+    build_dataset, CamVidDataset, CityscapesDataset, FolderDataset, parse_sequences, read_image,
+    sequence_of)
+from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, epoch_generator
 from semseg_ros.data.transforms import to_network_input, TrainAugmentation
 
 
@@ -210,3 +213,108 @@ def test_augmentation_crop_flip_scale_and_determinism(camvid):
     padded = out_image.max(axis=-1) == 0
     assert padded.mean() >= 0.74
     assert (out_label[padded] == 11).all()
+
+
+def test_sequences_joined_splits_and_hold_out(camvid):
+    """Frames know their sequence; splits join with +; sequences are kept or held out."""
+    assert sequence_of('train/0001TP_006690.png') == '0001TP'
+    assert sequence_of('0006R0_f01260.png') == '0006R0'
+    assert parse_sequences(' 0006R0, 0001TP,') == ['0006R0', '0001TP']
+    both = build_dataset('camvid', camvid, 'train+val')
+    train, val = build_dataset('camvid', camvid, 'train'), build_dataset('camvid', camvid, 'val')
+    assert both.pairs == train.pairs + val.pairs
+    assert 'train+val' in both.name
+    held = build_dataset('camvid', camvid, 'train+val', sequences=['0006R0'])
+    rest = build_dataset('camvid', camvid, 'train+val', exclude_sequences=['0006R0'])
+    assert {sequence_of(image) for image, _ in held.pairs} == {'0006R0'}
+    assert '0006R0' not in {sequence_of(image) for image, _ in rest.pairs}
+    assert len(held) + len(rest) == len(both)
+    with pytest.raises(ValueError, match='no frames of sequence.*Seq05VD.*0001TP, 0006R0'):
+        build_dataset('camvid', camvid, 'train', sequences=['Seq05VD'])
+    with pytest.raises(ValueError, match='no frames left'):
+        build_dataset('camvid', camvid, 'val', exclude_sequences=['0016E5'])
+
+
+def _frame_batch(camvid, count=4):
+    dataset = CamVidDataset(camvid, 'train')
+    dataset.pairs = dataset.pairs[:count]
+    dataset.validate()
+    pairs = [dataset.load_pair(i) for i in range(count)]
+    images = torch.from_numpy(np.stack([i for i, _ in pairs])).permute(0, 3, 1, 2).contiguous()
+    return pairs, images, torch.from_numpy(np.stack([lab for _, lab in pairs]))
+
+
+def test_device_augmentation_geometry(camvid):
+    """On tensors: identity is exact, flips mirror, shrinking pads with black and void."""
+    pairs, images, labels = _frame_batch(camvid)
+    still = DeviceAugmentation((480, 360), 11, scale_range=(1.0, 1.0), flip=False,
+                               translate=0.0, brightness=0.0, contrast=0.0)
+    out_images, out_labels = still(images, labels, epoch_generator(torch.device('cpu'), 0))
+    assert out_images.dtype == torch.uint8 and out_labels.dtype == torch.int64
+    assert torch.equal(out_images, images) and torch.equal(out_labels, labels.long())
+
+    flip_only = DeviceAugmentation((480, 360), 11, scale_range=(1.0, 1.0), translate=0.0,
+                                   brightness=0.0, contrast=0.0)
+    flips = 0
+    for seed in range(3):
+        out_images, out_labels = flip_only(images, labels,
+                                           epoch_generator(torch.device('cpu'), seed))
+        for n in range(len(pairs)):
+            if torch.equal(out_labels[n], labels[n].flip(-1).long()):
+                flips += 1
+                assert torch.equal(out_images[n], images[n].flip(-1))
+            else:
+                assert torch.equal(out_labels[n], labels[n].long())
+                assert torch.equal(out_images[n], images[n])
+    assert 0 < flips < 3 * len(pairs)
+
+    shrink = DeviceAugmentation((480, 360), 11, scale_range=(0.5, 0.5), translate=0.0,
+                                brightness=0.0, contrast=0.0)
+    out_images, out_labels = shrink(images, labels, epoch_generator(torch.device('cpu'), 0))
+    padded = out_images.amax(dim=1) == 0
+    assert padded.float().mean() >= 0.74
+    assert (out_labels[padded] == 11).all()
+    # Where the frame lands, labels are its own ids, sampled every second pixel.
+    assert set(out_labels[~padded].unique().tolist()) <= set(range(12))
+
+
+def test_device_augmentation_matches_cpu_statistics_and_repeats(camvid):
+    """Random crops look like the CPU augmentation's; a seed repeats, another differs."""
+    pairs, images, labels = _frame_batch(camvid)
+    device_augment = DeviceAugmentation((352, 256), 11)
+    cpu_augment = TrainAugmentation((352, 256), 11)
+    first = device_augment(images, labels, epoch_generator(torch.device('cpu'), 0, 1))
+    again = device_augment(images, labels, epoch_generator(torch.device('cpu'), 0, 1))
+    other = device_augment(images, labels, epoch_generator(torch.device('cpu'), 0, 2))
+    assert first[0].shape == (4, 3, 256, 352) and first[1].shape == (4, 256, 352)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[0], other[0])
+    # Over many draws, void share and mean brightness agree with the CPU pipeline's.
+    device_void, cpu_void, device_mean, cpu_mean = [], [], [], []
+    for seed in range(12):
+        out_images, out_labels = device_augment(images, labels,
+                                                epoch_generator(torch.device('cpu'), seed))
+        device_void.append((out_labels == 11).float().mean().item())
+        device_mean.append(out_images.float().mean().item())
+        for n, (image, label) in enumerate(pairs):
+            cpu_image, cpu_label = cpu_augment(image, label, np.random.default_rng((seed, n)))
+            cpu_void.append((cpu_label == 11).mean())
+            cpu_mean.append(cpu_image.mean())
+    assert abs(np.mean(device_void) - np.mean(cpu_void)) < 0.08
+    assert abs(np.mean(device_mean) - np.mean(cpu_mean)) < 12
+
+
+def test_device_batches_serve_whole_epochs(camvid):
+    """An epoch visits every pair once in batches; one image size is required."""
+    pairs, _, _ = _frame_batch(camvid, count=5)
+    still = DeviceAugmentation((480, 360), 11, scale_range=(1.0, 1.0), flip=False,
+                               translate=0.0, brightness=0.0, contrast=0.0)
+    batches = DeviceBatches(pairs, still, torch.device('cpu'))
+    served = list(batches.epoch(2, 3, epoch_generator(torch.device('cpu'), 0)))
+    assert [len(b[0]) for b in served] == [2, 2, 1]
+    seen = sorted(next(i for i, stored in enumerate(batches.images) if torch.equal(img, stored))
+                  for batch in served for img in batch[0])
+    assert seen == list(range(5))
+    with pytest.raises(ValueError, match='one image size.*--resize'):
+        DeviceBatches([pairs[0], (pairs[1][0][:100], pairs[1][1][:100])], still,
+                      torch.device('cpu'))

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = [p for p in ('semseg_ros', 'test', 'launch', 'benchmarks', 'setup.py')
+SOURCES = [p for p in ('semseg_ros', 'test', 'launch', 'benchmarks', 'tools', 'setup.py')
            if (ROOT / p).exists()]
 
 

@@ -24,7 +24,7 @@ from semseg_ros.models import create_model
 from semseg_ros.training.engine import evaluate_model
 from semseg_ros.training.losses import (
     class_weights, enet_weights, median_frequency_weights, SegmentationLoss)
-from semseg_ros.training.train import export_best
+from semseg_ros.training.train import export_best, fitted_epochs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL = 'mininet_v2_cpu'
@@ -148,6 +148,57 @@ def test_resume_equals_uninterrupted_run(camvid, tmp_path):
     assert without_time(_history(straight)) == without_time(_history(stopped))
     sessions = json.loads((stopped / 'run.json').read_text())['sessions']
     assert [s['from_epoch'] for s in sessions] == [0, 1, 2]
+
+
+def test_device_pipeline_trains_resumes_exactly_and_holds_out(camvid, tmp_path):
+    """The device-resident pipeline (CPU tensors here) learns, resumes bit-identically, and
+    validates on the held-out sequence only."""
+    data = ['--data-root', str(camvid), '--split', 'train+val', '--holdout', '0001TP',
+            '--resize', '64x48', '--crop', '64x48', '--batch-size', '3', '--val-every', '2',
+            '--data-pipeline', 'device', '--epochs', '3', '--limit', '8']
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    assert _train(*data, '--out', str(straight)) == 0
+    assert _train(*data, '--out', str(stopped), '--stop-after', '1') == 0
+    assert cli.main(['train', '--resume', str(stopped), '--no-progress']) == 0
+    a, b = read_weights(straight / 'last.pt'), read_weights(stopped / 'last.pt')
+    for key, tensor in a['state_dict'].items():
+        assert torch.equal(tensor, b['state_dict'][key]), key
+    history = _history(straight)
+    assert history[0]['loss'] > history[-1]['loss']
+    assert history[-1]['val_miou'] is not None
+    assert json.loads((straight / 'run.json').read_text())['args']['data_pipeline'] == 'device'
+    # 8 frames of 0006R0 and 0016E5 trained a partial last batch: 3 + 3 + 2 per epoch.
+    assert a['scheduler']['last_epoch'] == 9
+
+
+def test_fitted_epochs_fill_the_time_left():
+    """--fit-epochs plans the remaining epochs at the slowest measured pace, with a margin."""
+    assert fitted_epochs(1500, 3, [9.0, 2.0, 2.5], 100.0) == 3 + int(90 / 2.5)
+    assert fitted_epochs(20, 3, [9.0, 2.0, 2.5], 1000.0) == 20
+    assert fitted_epochs(1500, 3, [9.0, 2.0, 2.5], -5.0) == 4
+
+
+def test_time_budget_stops_a_session_resumably(camvid, tmp_path):
+    """A tiny budget stops after the first epoch with last.pt written, to be resumed."""
+    run_dir = tmp_path / 'run'
+    assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '3', '--out', str(run_dir),
+                  '--time-budget', '0.01', '--fit-epochs') == 0
+    assert read_weights(run_dir / 'last.pt')['epoch'] == 1
+    assert cli.main(['train', '--resume', str(run_dir), '--no-progress']) == 0
+    assert read_weights(run_dir / 'last.pt')['epoch'] == 3
+
+
+def test_eval_scores_only_the_named_sequences(learned_run, camvid, tmp_path, capsys):
+    """semseg eval --sequences scores one sequence's frames and records the selection."""
+    out = tmp_path / 'eval.json'
+    assert cli.main(['eval', '--model', MODEL, '--weights', str(learned_run / 'last.pt'),
+                     '--data-root', str(camvid), '--split', 'train', '--sequences', '0001TP',
+                     '--size', '128x96', '--json', str(out), '--no-progress']) == 0
+    record = json.loads(out.read_text())
+    assert record['images'] == 62 and record['sequences'] == ['0001TP']
+    assert cli.main(['eval', '--model', MODEL, '--data-root', str(camvid),
+                     '--sequences', 'Seq05VD']) == 2
+    assert 'no frames of sequence(s) Seq05VD' in capsys.readouterr().err
 
 
 def test_compiled_training_saves_plain_weights(camvid, tmp_path):
@@ -332,6 +383,8 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
     (['eval', '--model', MODEL, '--data-root', '.', '--weights', '/no/w.pt'],
      'weights file not found: /no/w.pt'),
     (['eval', '--model', 'nonet', '--data-root', '.'], "unknown model 'nonet'"),
+    (['train', '--model', MODEL, '--data-root', '.', '--fit-epochs', '--out', 'x'],
+     '--fit-epochs needs --time-budget SECONDS'),
 ])
 def test_bad_usage_exits_2_with_a_message(argv, message, tmp_path, capsys):
     """Bad options end with exit code 2 and a one-line message, no traceback."""

@@ -367,7 +367,50 @@ class FolderDataset(SegmentationDataset):
                          name=f'folder {images_dir}', **kwargs)
 
 
+def sequence_of(path: PathLike) -> str:
+    """Return the sequence a frame belongs to: its file name up to the first underscore.
+
+    CamVid names frames ``<sequence>_<frame>`` (``0001TP_006690.png``, ``0006R0_f01260.png``,
+    ``Seq05VD_f00000.png``); Cityscapes names start with the city.
+    """
+    return Path(path).name.split('_', 1)[0]
+
+
+def parse_sequences(text: Optional[str]) -> List[str]:
+    """Parse a comma-separated list of sequence names (None or empty: none)."""
+    return [s.strip() for s in (text or '').split(',') if s.strip()]
+
+
+def select_sequences(dataset: SegmentationDataset, include: Sequence[str] = (),
+                     exclude: Sequence[str] = ()) -> SegmentationDataset:
+    """Keep only the pairs of the ``include`` sequences (all when empty), minus ``exclude``.
+
+    Raises:
+        ValueError: A named sequence is not in the dataset, or nothing is left; the message
+            lists the sequences the dataset has.
+    """
+    have = sorted({sequence_of(image) for image, _ in dataset.pairs})
+    unknown = sorted(set(include) - set(have))
+    if unknown:
+        raise ValueError(f'{dataset.name}: no frames of sequence(s) {", ".join(unknown)}; '
+                         f'its sequences: {", ".join(have)}')
+    kept = [(image, label) for image, label in dataset.pairs
+            if (not include or sequence_of(image) in include)
+            and sequence_of(image) not in exclude]
+    if not kept:
+        raise ValueError(f'{dataset.name}: no frames left after selecting sequences '
+                         f'(include {list(include) or "all"}, exclude {list(exclude)}); its '
+                         f'sequences: {", ".join(have)}')
+    parts = ([f'sequences {",".join(include)}'] if include else []) \
+        + ([f'without {",".join(exclude)}'] if exclude else [])
+    dataset.pairs = kept
+    if parts:
+        dataset.name += ' ' + ' '.join(parts)
+    return dataset
+
+
 def build_dataset(name: str, root: PathLike, split: str, class_set: Optional[PathLike] = None,
+                  sequences: Sequence[str] = (), exclude_sequences: Sequence[str] = (),
                   **kwargs) -> SegmentationDataset:
     """Build a dataset by name.
 
@@ -375,17 +418,37 @@ def build_dataset(name: str, root: PathLike, split: str, class_set: Optional[Pat
         name: ``camvid``, ``cityscapes`` or ``folder``.
         root: Dataset folder. For ``folder``: ``<root>/images/<split>/`` and
             ``<root>/labels/<split>/``.
-        split: Split name (``train``, ``val``, ``test``...).
+        split: Split name (``train``, ``val``, ``test``...), or several joined by ``+``
+            (``train+val``).
         class_set: For ``folder``: class-set name or YAML path (default
             ``<root>/classes.yaml``). Must be None for the others.
+        sequences: Keep only frames of these sequences (:func:`sequence_of`); empty: all.
+        exclude_sequences: Leave out frames of these sequences.
         **kwargs: Passed to :class:`SegmentationDataset` (augment, resize, cache, seed).
 
     Raises:
-        ValueError: Unknown dataset name, missing folder or list, or missing pairs.
+        ValueError: Unknown dataset name, missing folder or list, missing pairs, or a
+            sequence selection that leaves nothing.
     """
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f'{root}: data root folder not found')
+    parts = [part for part in str(split).split('+') if part]
+    if not parts:
+        raise ValueError(f'split {split!r} names no split')
+    datasets = [_build_one(name, root, part, class_set, **kwargs) for part in parts]
+    dataset = datasets[0]
+    for other in datasets[1:]:
+        dataset.pairs += other.pairs
+    if len(datasets) > 1:
+        dataset.name = dataset.name.replace(f' {parts[0]} ', f' {split} ', 1)
+    if sequences or exclude_sequences:
+        select_sequences(dataset, sequences, exclude_sequences)
+    return dataset
+
+
+def _build_one(name: str, root: Path, split: str, class_set: Optional[PathLike],
+               **kwargs) -> SegmentationDataset:
     if name == 'camvid':
         return CamVidDataset(root, split, **kwargs)
     if name == 'cityscapes':

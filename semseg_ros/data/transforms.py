@@ -50,8 +50,8 @@ def resize_pair(image: np.ndarray, label: Optional[np.ndarray],
 
 
 @dataclass
-class TrainAugmentation:
-    """Random flip, scale, crop/translation and brightness/contrast for training.
+class AugmentationSettings:
+    """What training augmentation draws: flip, scale, crop/translation, brightness/contrast.
 
     Attributes:
         crop_size: Output (width, height).
@@ -71,6 +71,10 @@ class TrainAugmentation:
     translate: float = 0.1
     brightness: float = 0.2
     contrast: float = 0.2
+
+
+class TrainAugmentation(AugmentationSettings):
+    """The augmentation of :class:`AugmentationSettings` on one numpy image and label."""
 
     def __call__(self, image: np.ndarray, label: np.ndarray,
                  rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:

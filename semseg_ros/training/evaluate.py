@@ -19,7 +19,7 @@ from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import load_weights
-from semseg_ros.data.datasets import build_dataset, DATASETS
+from semseg_ros.data.datasets import build_dataset, DATASETS, parse_sequences
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     AMP_MODES, evaluate_model, limit_cv2_threads, parse_size, select_device)
@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help='dataset layout (default: camvid)')
     parser.add_argument('--data-root', required=True, help='dataset folder')
     parser.add_argument('--class-set', help='class set (name or YAML) of a folder dataset')
-    parser.add_argument('--split', default='val', help='split to score (default: val)')
+    parser.add_argument('--split', default='val', help='split to score, or several joined by '
+                        '+ (default: val)')
+    parser.add_argument('--sequences', metavar='SEQ[,SEQ]', help='score only the frames of '
+                        'these sequences (file names up to the first underscore; CamVid: '
+                        '0001TP, 0006R0, 0016E5), e.g. the ones a run held out')
     parser.add_argument('--size', help='network input WxH (default: each image at full size, '
                         'padded to the input multiple); scores stay at label resolution')
     parser.add_argument('--json', metavar='FILE', help='write every figure, including the '
@@ -107,7 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     limit_cv2_threads()
     try:
         dataset = build_dataset(args.dataset, args.data_root, args.split,
-                                class_set=args.class_set)
+                                class_set=args.class_set,
+                                sequences=parse_sequences(args.sequences))
         if args.limit:
             dataset.pairs = dataset.pairs[:args.limit]
         dataset.validate(progress=args.progress)
@@ -132,6 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         record = {'model': args.model, 'weights': str(weights), 'dataset': args.dataset,
                   'data_root': str(args.data_root), 'split': args.split,
+                  'sequences': parse_sequences(args.sequences) or None,
                   'images': len(dataset), 'input_size': list(size) if size else None,
                   'class_set': dataset.class_set.name,
                   'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),

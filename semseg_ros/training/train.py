@@ -58,7 +58,8 @@ from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import (
     file_digest, load_matching_weights, load_weights, read_weights, save_weights, WeightsError)
-from semseg_ros.data.datasets import build_dataset, DATASETS
+from semseg_ros.data.datasets import build_dataset, DATASETS, parse_sequences
+from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, epoch_generator
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
@@ -76,15 +77,24 @@ DEFAULTS: Dict[str, Any] = {
     'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
-    'progress': True, 'init': None,
-    'stop_after': None,
+    'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
+    'stop_after': None, 'time_budget': None, 'fit_epochs': False,
 }
+DATA_PIPELINES = ('auto', 'device', 'loader')
+# Steps between progress-bar loss updates (each reads the loss back from the device).
+PROGRESS_EVERY = 20
+# Seconds between checkpoints when epochs are short (every epoch is checkpointed otherwise).
+CHECKPOINT_SECONDS = 30.0
+# Epochs timed before --fit-epochs sets the schedule's length, and the share of the time
+# left that it plans to fill with training epochs.
+FIT_EPOCHS_AFTER = 3
+FIT_MARGIN = 0.9
 COMPILE_BACKENDS = ('inductor', 'aot_eager', 'eager')
 # Settings --resume may change: they do not alter what the run computes.
 RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
-                    'stop_after', 'compile'}
+                    'stop_after', 'compile', 'time_budget'}
 # Settings of one session only, never stored as the run's settings.
-SESSION_ONLY = {'export_best', 'stop_after'}
+SESSION_ONLY = {'export_best', 'stop_after', 'time_budget'}
 LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
 
 
@@ -107,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                         '(default: <data-root>/classes.yaml)')
     parser.add_argument('--split', help='training split' + default('split'))
     parser.add_argument('--val-split', help="validation split, or 'none'" + default('val_split'))
+    parser.add_argument('--holdout', metavar='SEQ[,SEQ]',
+                        help='hold whole sequences out (CamVid: 0001TP, 0006R0, 0016E5): train '
+                        'on the other sequences of --split, validate on the frames of these in '
+                        '--split and --val-split; splits join with +, e.g. --split train+val')
     parser.add_argument('--epochs', type=int, help='epochs' + default('epochs'))
     parser.add_argument('--batch-size', type=int,
                         help='images per step and process' + default('batch_size'))
@@ -144,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                         'faster steps for some networks)')
     parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
                         help='compute device' + default('device'))
+    parser.add_argument('--data-pipeline', choices=DATA_PIPELINES,
+                        help="'device': the training set resident on the compute device, "
+                        "augmented there with no host work per step; 'loader': decoded and "
+                        "augmented on the CPU by data-loader workers; 'auto': device on CUDA, "
+                        'loader on the CPU' + default('data_pipeline'))
     parser.add_argument('--resize', metavar='WxH', help='resize every image and label to WxH '
                         'when read, for training and validation (e.g. Cityscapes at '
                         '1024x512; default: keep)')
@@ -154,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--stop-after', type=int, metavar='EPOCH',
                         help='stop after this epoch, leaving the run to be resumed (the '
                         'schedule still runs to --epochs)')
+    parser.add_argument('--time-budget', type=float, metavar='SECONDS',
+                        help='stop this session before an epoch that would end later than '
+                        'SECONDS after the start, leaving the run to be resumed')
+    parser.add_argument('--fit-epochs', action='store_true',
+                        help=f'with --time-budget on a new run: after {FIT_EPOCHS_AFTER} epochs, '
+                        'shorten --epochs so that the whole schedule fits the budget')
     parser.add_argument('--out', help='run folder to create')
     parser.add_argument('--resume', metavar='RUN_DIR', help='continue the run in RUN_DIR (may '
                         'change only ' + ', '.join(sorted(RESUME_OVERRIDES)) + ')')
@@ -222,6 +247,11 @@ def _check_config(config: Dict[str, Any]) -> None:
             raise UsageError(f'--init {config["init"]}: weights file not found: {init}'
                              + (' (none ship for this model yet)'
                                 if config['init'] == 'shipped' else ''))
+    resuming = (Path(config['out']) / 'last.pt').is_file()
+    if config['fit_epochs'] and not config['time_budget'] and not resuming:
+        raise UsageError('--fit-epochs needs --time-budget SECONDS')
+    if config['time_budget'] is not None and config['time_budget'] <= 0:
+        raise UsageError(f'--time-budget must be positive, got {config["time_budget"]}')
     if config['batch_size'] < 2:
         raise UsageError(f'--batch-size must be at least 2 for batch normalisation '
                          f'({info.name}), got {config["batch_size"]}')
@@ -232,17 +262,19 @@ def _datasets(config: Dict[str, Any], progress: bool):
     crop = parse_size(config['crop'])
     common = {'class_set': config['class_set'],
               'resize': parse_size(config['resize']) if config['resize'] else None}
+    holdout = parse_sequences(config['holdout'])
     train_set = build_dataset(config['dataset'], config['data_root'], config['split'],
-                              seed=config['seed'], **common)
-    ignore = train_set.ignore_index
-    if config['no_augment']:
-        augment = TrainAugmentation(crop, ignore, scale_range=(1.0, 1.0), flip=False,
-                                    translate=0.0, brightness=0.0, contrast=0.0)
-    else:
-        augment = TrainAugmentation(crop, ignore, scale_range=tuple(config['scale_range']))
-    train_set.augment = augment
+                              seed=config['seed'], exclude_sequences=holdout, **common)
+    train_set.augment = TrainAugmentation(crop, train_set.ignore_index,
+                                          **_augmentation_settings(config))
     val_set = None
-    if config['val_split'] and config['val_split'] != 'none':
+    if holdout:
+        splits = config['split'].split('+')
+        if config['val_split'] and config['val_split'] != 'none':
+            splits += [s for s in config['val_split'].split('+') if s not in splits]
+        val_set = build_dataset(config['dataset'], config['data_root'], '+'.join(splits),
+                                sequences=holdout, **common)
+    elif config['val_split'] and config['val_split'] != 'none':
         val_set = build_dataset(config['dataset'], config['data_root'], config['val_split'],
                                 **common)
     for dataset in (train_set, val_set):
@@ -251,6 +283,14 @@ def _datasets(config: Dict[str, Any], progress: bool):
                 dataset.pairs = dataset.pairs[:config['limit']]
             dataset.validate(progress=progress)
     return train_set, val_set
+
+
+def _augmentation_settings(config: Dict[str, Any]) -> Dict[str, Any]:
+    """Keyword arguments of the training augmentation (CPU or device) a run asks for."""
+    if config['no_augment']:
+        return {'scale_range': (1.0, 1.0), 'flip': False, 'translate': 0.0,
+                'brightness': 0.0, 'contrast': 0.0}
+    return {'scale_range': tuple(config['scale_range'])}
 
 
 def _rng_state() -> Dict[str, Any]:
@@ -316,6 +356,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _fail(error)
     if config['threads']:
         torch.set_num_threads(int(config['threads']))
+    if device.type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # fixed crop size: tune each layer once
     limit_cv2_threads()
     if world > 1:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
@@ -349,6 +391,22 @@ class Trainer:
             raise UsageError(str(error)) from error
         self.class_set = self.train_set.class_set
         self.num_classes = self.class_set.num_classes
+        self.device_batches: Optional[DeviceBatches] = None
+        if config['data_pipeline'] == 'auto':
+            config['data_pipeline'] = 'device' if device.type == 'cuda' and world == 1 \
+                else 'loader'
+        if config['data_pipeline'] == 'device':
+            if world > 1:
+                raise UsageError('--data-pipeline device trains on one process; use loader '
+                                 'under torchrun')
+            augment = DeviceAugmentation(parse_size(config['crop']), self.class_set.ignore_index,
+                                         **_augmentation_settings(config))
+            try:
+                self.device_batches = DeviceBatches(
+                    [self.train_set.load_pair(i) for i in range(len(self.train_set))],
+                    augment, device)
+            except ValueError as error:
+                raise UsageError(f'{self.train_set.name}: {error}') from error
         self.info = model_info(config['model'])
         counts, image_counts = self.train_set.label_statistics()
         self.class_weights = class_weights(config['class_weights'], counts, image_counts)
@@ -415,10 +473,11 @@ class Trainer:
 
     def _scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
         """Polynomial decay per iteration: ``lr = lr0 * (1 - step / total) ** power``."""
-        total = self.steps_per_epoch * int(self.config['epochs'])
         power = float(self.config['poly_power'])
+        # The length is read at each step: --fit-epochs and --resume --epochs may change it.
         return torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: max(0.0, 1.0 - step / total) ** power)
+            self.optimizer, lambda step: max(
+                0.0, 1.0 - step / (self.steps_per_epoch * int(self.config['epochs']))) ** power)
 
     def _restore(self, path: Path) -> None:
         try:
@@ -457,8 +516,13 @@ class Trainer:
             self._save_run_file()
             self._announce()
         session_start, first_epoch = time.monotonic(), self.epoch
-        stop = min(epochs, int(self.config['stop_after'] or epochs))
-        while self.epoch < stop:
+        budget = self.config['time_budget']
+        durations: List[float] = []
+        last_saved, saved_epoch = time.monotonic(), self.epoch
+        while self.epoch < min(epochs, int(self.config['stop_after'] or epochs)):
+            if budget and durations and \
+                    time.monotonic() - session_start + max(durations) > budget:
+                break
             started = time.monotonic()
             loss, lr = self._train_epoch()
             self.epoch += 1
@@ -473,12 +537,20 @@ class Trainer:
                              val_pixel_accuracy=figures['pixel_accuracy'],
                              val_iou=figures['iou'])
             entry['seconds'] = round(time.monotonic() - started, 3)
+            durations.append(entry['seconds'])
             self.history.append(entry)
+            if self.config['fit_epochs'] and first_epoch == 0 \
+                    and self.epoch == FIT_EPOCHS_AFTER:
+                epochs = self._fit_epochs(durations, time.monotonic() - session_start)
             improved = entry['val_miou'] is not None and entry['val_miou'] > self.best_miou
             if improved:
                 self.best_miou, self.best_epoch = entry['val_miou'], self.epoch
             if self.is_main:
-                self._checkpoint(improved)
+                # Short epochs (a GPU) checkpoint every CHECKPOINT_SECONDS, and at the end.
+                if improved or self.epoch == epochs \
+                        or time.monotonic() - last_saved >= CHECKPOINT_SECONDS:
+                    self._checkpoint(improved)
+                    last_saved, saved_epoch = time.monotonic(), self.epoch
                 remaining = (time.monotonic() - session_start) / (self.epoch - first_epoch) \
                     * (epochs - self.epoch)
                 self._print(f'epoch {self.epoch}/{epochs}  loss {loss:.4f}  lr {lr:.2e}  '
@@ -487,6 +559,8 @@ class Trainer:
                             + (f'best {self.best_miou:.4f} @ {self.best_epoch}  '
                                if self.best_epoch else '')
                             + f'{entry["seconds"]:.0f} s  ETA {_format_seconds(remaining)}')
+        if self.is_main and saved_epoch != self.epoch:
+            self._checkpoint(False)
         if self.epoch < epochs:
             if self.is_main:
                 self._print(f'stopped after epoch {self.epoch} of {epochs}; continue with '
@@ -499,10 +573,29 @@ class Trainer:
             self._print(f'exported best weights to {path}')
         return 0
 
+    def _fit_epochs(self, durations: List[float], elapsed: float) -> int:
+        """Shorten the schedule so that it ends within ``--time-budget``; return its epochs."""
+        per_epoch = max(durations[1:] or durations)
+        fitted = fitted_epochs(int(self.config['epochs']), self.epoch, durations,
+                               float(self.config['time_budget']) - elapsed)
+        if fitted < int(self.config['epochs']) and self.is_main:
+            self._print(f'--fit-epochs: {per_epoch:.2f} s an epoch, so {fitted} epochs (not '
+                        f'{self.config["epochs"]}) fit the {self.config["time_budget"]:.0f} s '
+                        'budget')
+        self.config['epochs'] = fitted
+        if self.is_main:
+            run_file = self.run_dir / 'run.json'
+            record = json.loads(run_file.read_text())
+            record['args']['epochs'] = fitted
+            record['args']['fit_epochs'] = True
+            write_text_atomic(run_file, json.dumps(record, indent=2) + '\n')
+        return fitted
+
     def _announce(self) -> None:
         weights = 'none' if self.class_weights is None else \
             ' '.join(f'{w:.2f}' for w in self.class_weights)
-        cache = 'cached in RAM' if self.train_set.cached else 'read from disk each epoch'
+        cache = f'resident on {self.device}, augmented there' if self.device_batches \
+            else 'cached in RAM' if self.train_set.cached else 'read from disk each epoch'
         self._print(f'{self.config["model"]} on {self.train_set.name}: {len(self.train_set)} '
                     f'pairs ({cache}), {self.steps_per_epoch} steps/epoch x {self.world} '
                     f'process(es), device {self.device}, class weights '
@@ -519,35 +612,45 @@ class Trainer:
         config = self.config
         # Seeding per epoch makes augmentation, dropout and order independent of stops.
         seed_everything(config['seed'], self.epoch + 1, self.rank)
-        self.train_set.set_epoch(self.epoch)
-        self.sampler.set_epoch(self.epoch)
-        loader = make_loader(self.train_set, config['batch_size'], config['workers'],
-                             sampler=self.sampler, drop_last=self.drop_last,
-                             pin_memory=self.device.type == 'cuda')
+        if self.device_batches is not None:
+            batches = self.device_batches.epoch(
+                config['batch_size'], self.steps_per_epoch,
+                epoch_generator(self.device, config['seed'], self.epoch + 1, self.rank))
+        else:
+            self.train_set.set_epoch(self.epoch)
+            self.sampler.set_epoch(self.epoch)
+            loader = make_loader(self.train_set, config['batch_size'], config['workers'],
+                                 sampler=self.sampler, drop_last=self.drop_last,
+                                 pin_memory=self.device.type == 'cuda')
+            batches = (to_device(batch, self.device) for batch in loader)
         self.net.train()
-        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        # Loss sum, step count and non-finite losses stay on the device: reading them each
+        # step would make the host wait for the GPU.
+        total = torch.zeros(3, dtype=torch.float64, device=self.device)
         desc = f'epoch {self.epoch + 1}/{config["epochs"]}'
-        bar = progress_bar(loader, desc, self.progress, unit='step')
-        for step, batch in enumerate(bar):
-            images, labels = to_device(batch, self.device)
+        bar = progress_bar(batches, desc, self.progress, unit='step',
+                           total=self.steps_per_epoch)
+        for step, (images, labels) in enumerate(bar):
             with autocast(self.device, config['amp']):
                 logits = forward_logits(self.net, images, self.info.input_multiple,
                                         channels_last=config['channels_last'])
             loss = self.criterion(logits, labels)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f'loss became {loss.item()} at epoch {self.epoch + 1} step '
-                                   f'{step + 1}; try a lower --lr (now {config["lr"]})')
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
-            total[0] += loss.detach().double()
+            loss = loss.detach().double()
+            total[0] += torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
             total[1] += 1
-            if self.progress:
+            total[2] += (~torch.isfinite(loss)).double()
+            if self.progress and step % PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f'{float(total[0] / total[1]):.4f}',
                                 lr=f'{self.optimizer.param_groups[0]["lr"]:.2e}', refresh=False)
         if self.world > 1:
             dist.all_reduce(total)
+        if total[2] > 0:
+            raise RuntimeError(f'the loss became infinite or NaN in {int(total[2])} steps of '
+                               f'epoch {self.epoch + 1}; try a lower --lr (now {config["lr"]})')
         return float(total[0] / total[1]), float(self.optimizer.param_groups[0]['lr'])
 
     def _validate(self) -> ConfusionMatrix:
@@ -590,6 +693,18 @@ class Trainer:
             return str(Path(self.config['class_set'] or Path(self.config['data_root'])
                             / 'classes.yaml').resolve())
         return self.class_set.name
+
+
+def fitted_epochs(planned: int, done: int, durations: List[float], seconds_left: float) -> int:
+    """Return the schedule length (at most ``planned``) whose remaining epochs fit in time.
+
+    The epochs still to run are timed as the slowest of those done but the first (which pays
+    for start-up), and get ``FIT_MARGIN`` of the seconds left (the rest is kept for
+    validation and checkpoints); at least one more epoch is always planned.
+    """
+    per_epoch = max(durations[1:] or durations)
+    room = max(0.0, seconds_left) * FIT_MARGIN
+    return min(planned, done + max(1, int(room / per_epoch)))
 
 
 def export_best(run_dir, out_path) -> Path:
