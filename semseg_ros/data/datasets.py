@@ -12,7 +12,7 @@ fit (``cache``), so PNGs are decoded once per run instead of once per epoch.
 """
 
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -374,6 +374,14 @@ def sequence_of(path: PathLike) -> str:
     ``Seq05VD_f00000.png``); Cityscapes names start with the city.
     """
     return Path(path).name.split('_', 1)[0]
+
+
+def sequence_counts(pairs: Sequence[Pair]) -> Dict[str, int]:
+    """Return the number of pairs of each sequence, by sequence name."""
+    counts: Dict[str, int] = {}
+    for image, _ in pairs:
+        counts[sequence_of(image)] = counts.get(sequence_of(image), 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def parse_sequences(text: Optional[str]) -> List[str]:

@@ -58,7 +58,8 @@ from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import (
     file_digest, load_matching_weights, load_weights, read_weights, save_weights, WeightsError)
-from semseg_ros.data.datasets import build_dataset, DATASETS, parse_sequences
+from semseg_ros.data.datasets import (
+    build_dataset, DATASETS, parse_sequences, sequence_counts)
 from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, epoch_generator
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
@@ -501,6 +502,9 @@ class Trainer:
             'torch': str(torch.__version__), 'sessions': []}
         if self.init_record is not None:
             record['init'] = self.init_record
+        # Which frames the weights see, by sequence: what a model card must say.
+        record['frames'] = {'train': sequence_counts(self.train_set.pairs),
+                            'val': sequence_counts(self.val_set.pairs) if self.val_set else {}}
         record['args']['epochs'] = self.config['epochs']
         record['sessions'].append({
             'command': self.command, 'world_size': self.world, 'device': str(self.device),
@@ -739,6 +743,8 @@ def export_best(run_dir, out_path) -> Path:
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
         'init': run_record.get('init'),
+        'holdout': args.get('holdout'),
+        'frames': run_record.get('frames'),
         'run': run_dir.resolve().name,
         'torch': str(torch.__version__),
         # Enough to draw the training curves in the model card, small enough to ship.
