@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'semseg_ros' / 'data' / 'samples' / 'camvid_0016E5'
 FRAMES = 36
 # The score-window rule (visual overlap off) with gaps for a 15-30 Hz camera.
-WINDOW_RULE = dict(min_shared_features=0, min_gap_frames=5, max_gap_frames=60, min_gap_s=0.2,
-                   max_gap_s=4.0, window_frames=10)
+WINDOW_RULE = {'min_shared_features': 0, 'min_gap_frames': 5, 'max_gap_frames': 60,
+               'min_gap_s': 0.2, 'max_gap_s': 4.0, 'window_frames': 10}
 WAIT_S = 20.0
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                       reliability=ReliabilityPolicy.RELIABLE)
