@@ -37,8 +37,8 @@ ARGUMENTS = (
      'Keyframe configuration in config/keyframes.yaml format (scoring weights, gaps, '
      'window); empty: the shipped one.'),
     ('use_image', 'true',
-     'true: the keyframe node also reads the camera (sharpness and exposure terms, '
-     '~/keyframe_image); false: label masks only.'),
+     'true: the keyframe node also reads the camera (visual-overlap keyframes, sharpness and '
+     'exposure terms, ~/keyframe_image); false: label masks only (score-window rule).'),
     ('use_confidence', 'false',
      'true: the segmentation node publishes ~/confidence and the keyframe node weights the '
      'semantic coverage by it.'),
@@ -67,6 +67,8 @@ def _nodes(context):
         segmentation['model'] = model
     keyframe = {'config_file': LaunchConfiguration('keyframe_config').perform(context),
                 'use_image': _flag(context, 'use_image'), 'use_confidence': use_confidence}
+    if not keyframe['use_image']:
+        keyframe['min_shared_features'] = 0  # the visual overlap needs the camera images
     if _flag(context, 'single_process'):
         # No name: `-r __node:=` would rename both nodes of the process. Dict parameters of an
         # unnamed node go to `/**`, which both nodes read (each only declares its own).

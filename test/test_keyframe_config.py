@@ -49,8 +49,10 @@ def test_every_key_is_documented_in_the_shipped_file():
     ('dynamic_classes', ['Car', 'Horse'], "dynamic_classes: unknown class name.*'Horse'"),
     ('class_set', 'mars', 'class_set: unknown class set'),
     ('dark_level', 250, 'dark_level .* must be below bright_level'),
-    ('min_gap_frames', 100, 'must not exceed max_gap_frames'),
-    ('min_gap_s', 10.0, 'must not exceed max_gap_s'),
+    ('min_gap_frames', 1000, 'must not exceed max_gap_frames'),
+    ('min_gap_s', 100.0, 'must not exceed max_gap_s'),
+    ('min_shared_features', -1, 'min_shared_features must be an integer'),
+    ('orb_features', 4, r'orb_features must be an integer in \[8'),
 ])
 def test_bad_values_name_the_key(key, value, match):
     """Each invalid value is reported with its key and what was expected."""

@@ -35,6 +35,9 @@ from semseg_ros.nodes.keyframe_node import (class_weight_parameter, KEYFRAME_PAR
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'semseg_ros' / 'data' / 'samples' / 'camvid_0016E5'
 FRAMES = 36
+# The score-window rule (visual overlap off) with gaps for a 15-30 Hz camera.
+WINDOW_RULE = {'min_shared_features': 0, 'min_gap_frames': 5, 'max_gap_frames': 60,
+               'min_gap_s': 0.2, 'max_gap_s': 4.0, 'window_frames': 10}
 WAIT_S = 20.0
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                       reliability=ReliabilityPolicy.RELIABLE)
@@ -187,17 +190,19 @@ def harness(request):
 
 def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
     """Every frame gets its score; keyframes and masks equal the core's on the same input."""
-    run = harness()
+    # A high overlap requirement, so that the 2.4 s of frames need several keyframes.
+    run = harness(min_shared_features=300)
     for stamp, rgb, labels in sequence:
         run.send_frame(stamp, rgb, labels)
 
-    config = load_keyframe_config()
+    config = dict(load_keyframe_config(), min_shared_features=300)
     scorer, policy = KeyframeScorer(config), KeyframePolicy.from_config(config)
     expected_scores, expected_keyframes = {}, []
     for stamp, rgb, labels in sequence:
         score = scorer.score(labels, rgb, reference=policy.reference)
         expected_scores[stamp] = score
-        expected_keyframes += [d.stamp_ns for d in policy.push(stamp, score)]
+        static = policy.matcher.extract(rgb).outside(scorer.dynamic_mask(labels))
+        expected_keyframes += [d.stamp_ns for d in policy.push(stamp, score, features=static)]
 
     stamps = [s for s, _, _ in sequence]
     assert run.score_stamps() == stamps
@@ -251,8 +256,8 @@ def test_a_quiet_stream_publishes_its_pending_keyframe(harness, sequence):
     """With idle_flush_s, the best pending candidate is not kept waiting for frames forever."""
     # Well above the time one frame takes to score on a loaded CI machine, so the flush can
     # only come once the stream has really stopped.
-    run = harness(idle_flush_s=2.0)
-    config = load_keyframe_config()
+    run = harness(idle_flush_s=2.0, **WINDOW_RULE)
+    config = dict(load_keyframe_config(), **WINDOW_RULE)
     scorer, policy = KeyframeScorer(config), KeyframePolicy.from_config(config)
     head = sequence[:config['min_gap_frames'] + 3]  # past the min gap, inside the window
     decided = []
@@ -300,7 +305,7 @@ def test_bad_inputs_are_dropped_counted_and_survived(harness, sequence):
     assert run.score_stamps() == [t0, t2]
     config = load_keyframe_config()
     scorer, policy = KeyframeScorer(config), KeyframePolicy.from_config(config)
-    policy.push(t0, scorer.score(labels0, rgb0))
+    policy.push(t0, scorer.score(labels0, rgb0), features=policy.matcher.extract(rgb0))
     expected = scorer.score(labels2, rgb2, reference=policy.reference)
     values = {kv.key: float(kv.value) for kv in run.messages('scores')[-1].status[0].values}
     assert values['total'] == pytest.approx(expected.total, rel=1e-5)
@@ -329,7 +334,7 @@ def test_unmatched_and_late_messages_are_counted(harness, sequence):
 
 def test_labels_only_mode_and_a_stamp_jump_restart(harness, sequence):
     """use_image false scores label masks alone; a big jump back starts a new sequence."""
-    run = harness(use_image=False, stamp_jump_reset_s=1.0)
+    run = harness(use_image=False, stamp_jump_reset_s=1.0, **WINDOW_RULE)
     assert run.node.inputs == [run.node.resolve_topic_name('label_mask')]
     for stamp, _, labels in sequence[:6]:
         run.label_pub.publish(label_message(stamp, labels))
@@ -366,7 +371,7 @@ def test_confidence_weights_the_semantic_term(harness, sequence):
 
 def test_scoring_parameters_change_at_run_time_and_invalid_ones_are_refused(harness):
     """A valid weight change is applied; an invalid one is refused with the reason."""
-    run = harness(use_image=False)
+    run = harness(use_image=False, min_shared_features=0)
     result = run.node.set_parameters([Parameter('weight_semantic', value=0.9)])[0]
     assert result.successful and run.node.scorer.weights.semantic == 0.9
     result = run.node.set_parameters([Parameter('dark_level', value=251)])[0]
@@ -380,7 +385,7 @@ def test_scoring_parameters_change_at_run_time_and_invalid_ones_are_refused(harn
 
 def test_every_configuration_key_is_a_described_parameter(harness):
     """Each key of config/keyframes.yaml is declared, described, with the shipped default."""
-    run = harness(use_image=False)
+    run = harness()
     config = load_keyframe_config()
     for key in KEYFRAME_PARAMETERS:
         descriptor = run.node.describe_parameter(key)
@@ -407,6 +412,8 @@ def _run_node(*ros_args, env=None):
     # Integers given for real-valued parameters are range-checked by the node, not by rclpy.
     (('-p', 'idle_flush_s:=-5'), 'invalid parameter idle_flush_s: -5 is outside [0, 3600]'),
     (('-p', 'sync_max_age_s:=soon'), "invalid parameter sync_max_age_s: 'soon' is not a number"),
+    # The visual-overlap rule matches camera images.
+    (('-p', 'use_image:=false'), 'min_shared_features > 0 (visual-overlap keyframes) needs'),
 ])
 def test_bad_parameters_exit_2_with_one_fatal_line(ros_args, named):
     """A bad value stops the node at start-up: exit code 2, the reason, no traceback."""

@@ -375,7 +375,7 @@ def _camvid_sequence(root, count=30):
 def test_camvid_sequence_end_to_end(camvid):
     """Scorer and policy on 30 real CamVid frames: sane terms, gaps within bounds."""
     config = dict(load_keyframe_config(), min_gap_frames=3, max_gap_frames=8,
-                  min_gap_s=0.1, max_gap_s=1.0, window_frames=3)
+                  min_gap_s=0.1, max_gap_s=1.0, window_frames=3, min_shared_features=0)
     scorer = KeyframeScorer(config)
     policy = KeyframePolicy.from_config(config)
     frames = _camvid_sequence(camvid)

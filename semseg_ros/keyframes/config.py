@@ -119,6 +119,8 @@ CONFIG_KEYS: Dict[str, Callable[[Any], Tuple[Any, Optional[str]]]] = {
     'window_frames': _integer(0, 1_000_000),
     'novelty_threshold': _number(0.0, 1.0, low_open=True),
     'quality_floor': _UNIT,
+    'min_shared_features': _integer(0, 100_000),
+    'orb_features': _integer(8, 100_000),
 }
 
 

@@ -40,7 +40,7 @@ from pathlib import Path
 import re
 import shlex
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -53,13 +53,19 @@ from semseg_ros.core.classes import colorize, overlay
 from semseg_ros.core.segment_cli import write_png
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
+from semseg_ros.keyframes.downstream import (downstream_measures, DownstreamOptions, PairCache,
+                                             plot_sweep)
+from semseg_ros.keyframes.matching import OrbFeatures, OrbMatcher
 from semseg_ros.keyframes.policy import (KeyframeDecision, KeyframePolicy,
                                          max_interval_selection, uniform_selection)
 from semseg_ros.keyframes.scoring import FrameScore, KeyframeScorer
 
-METHODS = ('semantic', 'uniform', 'max_interval')
+METHODS = ('semantic', 'uniform', 'max_interval', 'overlap')
 METHOD_TITLES = {'semantic': 'semantic (this package)', 'uniform': 'uniform sampling',
-                 'max_interval': 'ORB-SLAM2-like max interval'}
+                 'max_interval': 'ORB-SLAM2-like max interval',
+                 'overlap': 'visual overlap, no semantics'}
+# min_shared_features values of the recall-against-keyframes sweep.
+DEFAULT_SWEEP = (20, 30, 40, 50, 70, 100, 150, 250)
 # A class counts as seen in a frame from this fraction of its pixels on.
 PRESENCE_FRACTION = 0.001
 # Novelty thresholds the max-interval baseline may use to reach the requested count.
@@ -162,6 +168,9 @@ class FrameRecord:
         score: Its score (novelty 1.0: no reference; the policy re-bases it).
         histogram: Whole-frame class histogram (void last), summing to 1.
         thumbnail: Small RGB image for the contact sheet.
+        features: ORB features of the policy's extractor (whole frame).
+        static_features: Those off the dynamic classes' mask (what the policy matches).
+        eval_features: ORB features of the downstream measure's extractor.
     """
 
     entry: SplitEntry
@@ -170,6 +179,9 @@ class FrameRecord:
     score: FrameScore
     histogram: np.ndarray
     thumbnail: np.ndarray
+    features: OrbFeatures
+    static_features: OrbFeatures
+    eval_features: OrbFeatures
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -218,8 +230,12 @@ class FrameLabeller:
 
 def score_sequence(data_root: Path, frames: Sequence[SplitEntry], scorer: KeyframeScorer,
                    labeller: FrameLabeller, fps: float, thumb_width: int, sheet_overlay: float,
-                   progress: tqdm) -> List[FrameRecord]:
-    """Label and score the frames of one sequence, in order."""
+                   progress: tqdm, matchers: Tuple[OrbMatcher, OrbMatcher]
+                   ) -> List[FrameRecord]:
+    """Label, score and extract the features of the frames of one sequence, in order.
+
+    ``matchers`` are the policy's and the downstream measure's (the same one: extracted once).
+    """
     records = []
     for index, entry in enumerate(frames):
         rgb = _read_rgb(data_root / entry.image)
@@ -235,8 +251,12 @@ def score_sequence(data_root: Path, frames: Sequence[SplitEntry], scorer: Keyfra
         thumbnail = cv2.resize(thumbnail, (thumb_width, thumb_height),
                                interpolation=cv2.INTER_AREA)
         histogram = score.histograms.mean(axis=0)
+        features = matchers[0].extract(rgb)
+        eval_features = features if matchers[1] is matchers[0] else matchers[1].extract(rgb)
         records.append(FrameRecord(entry, index, round(entry.frame / fps * 1e9), score,
-                                   histogram / histogram.sum(), thumbnail))
+                                   histogram / histogram.sum(), thumbnail, features,
+                                   features.outside(scorer.dynamic_mask(labels)),
+                                   eval_features))
         progress.update(1)
     return records
 
@@ -265,6 +285,80 @@ def matched_max_interval(scores: Sequence[FrameScore], count: int, interval: int
             if len(chosen) > count:
                 break  # lower thresholds only add keyframes
     return best[1], best[2]
+
+
+def matched_overlap(config: Mapping[str, Any], records: Sequence[FrameRecord],
+                    cache: PairCache, count: int) -> Tuple[List[int], Dict[str, Any]]:
+    """Run the visual-overlap rule without semantics with the threshold that gives ``count``.
+
+    Whole-frame features (no mask) and ``window_frames`` 0 (the last frame that still overlaps,
+    whatever its score); ``min_shared_features`` is searched by bisection (more keyframes as it
+    rises). The first exact count wins, else the closest (ties: more keyframes).
+
+    Returns:
+        ``(indices, {'min_shared_features': t, 'exact': bool})``.
+    """
+    stamps, scores = [r.stamp_ns for r in records], [r.score for r in records]
+    tried: Dict[int, List[int]] = {}
+
+    def select(threshold):
+        if threshold not in tried:
+            policy = KeyframePolicy.from_config(
+                dict(config, window_frames=0, min_shared_features=threshold),
+                overlap=cache.inliers)
+            tried[threshold] = [d.index for d in policy.run(stamps, scores,
+                                                            features=range(len(records)))]
+        return tried[threshold]
+
+    low, high = 1, max(2, config['orb_features'])
+    while low < high:
+        middle = (low + high) // 2
+        if len(select(middle)) < count:
+            low = middle + 1
+        else:
+            high = middle
+    candidates = [t for t in (low - 1, low, low + 1) if t >= 1]
+    best = min(candidates, key=lambda t: (abs(len(select(t)) - count), -len(select(t))))
+    return select(best), {'min_shared_features': best, 'exact': len(select(best)) == count}
+
+
+def select_methods(config: Mapping[str, Any], sequences: Dict[str, List[FrameRecord]],
+                   caches: Dict[str, Tuple[PairCache, PairCache]]
+                   ) -> Tuple[Dict[str, Dict[str, List[int]]],
+                              Dict[str, List[KeyframeDecision]], Dict[str, Dict[str, Any]]]:
+    """Select keyframes with every method, each at the semantic policy's count per sequence.
+
+    Args:
+        config: The keyframe configuration of the semantic policy.
+        sequences: Scored frames per sequence.
+        caches: Per sequence, the pair caches of the static features (the policy's) and of the
+            whole-frame features (the overlap baseline's).
+
+    Returns:
+        ``(method -> sequence -> indices, sequence -> semantic decisions,
+        sequence -> baseline parameters)``; the overlap baseline only in visual-overlap mode.
+    """
+    methods = METHODS if config['min_shared_features'] > 0 else METHODS[:3]
+    chosen: Dict[str, Dict[str, List[int]]] = {m: {} for m in methods}
+    decisions, params = {}, {}
+    for name, records in sequences.items():
+        static, plain = caches[name]
+        scores = [r.score for r in records]
+        policy = KeyframePolicy.from_config(config, overlap=static.inliers)
+        decisions[name] = policy.run([r.stamp_ns for r in records], scores,
+                                     features=range(len(records)))
+        count = len(decisions[name])
+        # ORB-SLAM2's mMaxFrames is the camera rate: one second of frames.
+        seconds = (records[-1].stamp_ns - records[0].stamp_ns) / 1e9
+        interval = max(1, round((len(records) - 1) / seconds)) if seconds > 0 else 1
+        chosen['semantic'][name] = [d.index for d in decisions[name]]
+        chosen['uniform'][name] = uniform_selection(len(records), count)
+        chosen['max_interval'][name], params[name] = matched_max_interval(
+            scores, count, interval, config['novelty_metric'])
+        if 'overlap' in chosen:
+            chosen['overlap'][name], params[name]['overlap'] = matched_overlap(
+                config, records, plain, count)
+    return chosen, decisions, params
 
 
 def _similarity(first: np.ndarray, second: np.ndarray) -> float:
@@ -315,10 +409,70 @@ def markdown_table(metrics: Dict[str, Dict[str, float]]) -> str:
     """Return the comparison as a Markdown table, one row per method."""
     lines = ['| method | ' + ' | '.join(title for _, title, _ in TABLE_COLUMNS) + ' |',
              '|---|' + '---:|' * len(TABLE_COLUMNS)]
-    for method in METHODS:
+    for method in metrics:
         cells = [fmt.format(metrics[method][key]) for key, _, fmt in TABLE_COLUMNS]
         lines.append(f'| {METHOD_TITLES[method]} | ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
+
+
+def downstream_table(metrics: Dict[str, Dict[str, Any]], per_sequence: List[Dict[str, Any]],
+                     options: DownstreamOptions) -> str:
+    """Return the downstream measures as Markdown: all sequences, then each sequence."""
+    lines = [f'Downstream (plain ORB, {options.orb_features} features, >= '
+             f'{options.min_inliers} verified inliers, {options.neighbours} nearest '
+             'keyframes):', '',
+             '| sequence | method | keyframes | map features | relocalisation recall ↑ | '
+             'continuity ↑ |', '|---|---|---:|---:|---:|---:|']
+    rows = [('all', {m: v['downstream'] for m, v in metrics.items()})]
+    if len(per_sequence) > 1:
+        rows += [(e['sequence'], e['downstream']) for e in per_sequence]
+    for sequence, measures in rows:
+        for method, m in measures.items():
+            lines.append(f'| {sequence} | {METHOD_TITLES[method]} | {m["keyframes"]} | '
+                         f'{m["map_features"]} | {m["recall"]:.3f} | {m["continuity"]:.3f} |')
+    return '\n'.join(lines)
+
+
+def downstream_sweep(config: Mapping[str, Any], sequences: Dict[str, List[FrameRecord]],
+                     caches: Dict[str, Tuple[PairCache, PairCache, PairCache]],
+                     values: Sequence[int], options: DownstreamOptions
+                     ) -> List[Dict[str, Any]]:
+    """Measure every method at the counts the policy reaches with each ``min_shared_features``.
+
+    Returns:
+        One entry per value: ``{'min_shared_features': v, 'methods': {method: measures}}``;
+        empty when the policy is not in visual-overlap mode (it has no such knob then).
+    """
+    if config['min_shared_features'] <= 0:
+        return []
+    points = []
+    for value in values:
+        chosen, _, _ = select_methods(dict(config, min_shared_features=value), sequences,
+                                      {n: c[:2] for n, c in caches.items()})
+        points.append({'min_shared_features': value, 'methods': {
+            m: downstream_measures([(caches[n][2], chosen[m][n]) for n in sequences], options)
+            for m in chosen}})
+    return points
+
+
+def _sweep_report(sweep: List[Dict[str, Any]]) -> str:
+    """Return the sweep as Markdown (recall / continuity per method and threshold)."""
+    if not sweep:
+        return ''
+    methods = list(sweep[0]['methods'])
+    lines = ['## Recall against keyframe count (`recall_vs_keyframes.png`)', '',
+             'Each row: the policy with that `min_shared_features`, and every other method at '
+             'its keyframe count per sequence. Cells: recall / continuity.', '',
+             '| min_shared_features | keyframes | ' + ' | '.join(
+                 METHOD_TITLES[m] for m in methods) + ' |',
+             '|---:|---:|' + '---|' * len(methods)]
+    for point in sweep:
+        measures = point['methods']
+        cells = [f'{measures[m]["recall"]:.3f} / {measures[m]["continuity"]:.3f}'
+                 for m in methods]
+        lines.append(f'| {point["min_shared_features"]} | '
+                     f'{measures["semantic"]["keyframes"]} | ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -446,8 +600,29 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                              'e.g. --set min_gap_frames=2; repeatable')
     parser.add_argument('--sheet-overlay', type=float, default=0.0,
                         help='colour-mask weight on the contact sheet thumbnails (0 = none)')
+    parser.add_argument('--sequences', type=lambda t: [w for w in t.split(',') if w],
+                        default=[], help='comma-separated sequences of the split to use '
+                        '(default: all)')
+    parser.add_argument('--min-inliers', type=int, default=50,
+                        help='downstream: verified ORB inliers for two frames to match '
+                             "(default 50, ORB-SLAM2's relocalisation minimum)")
+    parser.add_argument('--orb-features', type=int, default=1000,
+                        help='downstream: ORB features per frame (default 1000)')
+    parser.add_argument('--neighbours', type=int, default=2,
+                        help='downstream: nearest keyframes a frame is tried against '
+                             '(default 2)')
+    parser.add_argument('--sweep', type=lambda t: [int(w) for w in t.split(',') if w],
+                        default=list(DEFAULT_SWEEP),
+                        help='min_shared_features values for the recall-against-keyframes '
+                             'curve (default ' + ','.join(map(str, DEFAULT_SWEEP))
+                             + '; empty: none)')
     parser.add_argument('--out', type=Path, required=True, help='output folder')
     args = parser.parse_args(argv)
+    for name in ('min_inliers', 'orb_features', 'neighbours'):
+        if getattr(args, name) < (8 if name == 'orb_features' else 1):
+            parser.error(f'--{name.replace("_", "-")} is too small: {getattr(args, name)}')
+    if any(v < 1 for v in args.sweep):
+        parser.error(f'--sweep values must be >= 1, got {args.sweep}')
     if args.every < 1:
         parser.error(f'--every must be >= 1, got {args.every}')
     if args.max_frames is not None and args.max_frames < 1:
@@ -485,6 +660,16 @@ def run(args: argparse.Namespace, command: str) -> Tuple[str, Dict[str, Any]]:
     config = _configuration(args.config, args.set)
     ordered = order_sequences(read_split(args.data_root, args.split), args.every,
                               args.max_frames)
+    if args.sequences:
+        unknown = sorted(set(args.sequences) - set(ordered))
+        if unknown:
+            raise OfflineError(f'--sequences: {", ".join(unknown)} not in split {args.split} '
+                               f'(its sequences: {", ".join(ordered)})')
+        ordered = {n: f for n, f in ordered.items() if n in args.sequences}
+    options = DownstreamOptions(args.min_inliers, args.orb_features, args.neighbours)
+    policy_matcher = OrbMatcher(n_features=config['orb_features'])
+    matchers = (policy_matcher, policy_matcher if args.orb_features == config['orb_features']
+                else OrbMatcher(n_features=args.orb_features))
     scorer = KeyframeScorer(config)
     labeller = FrameLabeller(args, config['class_set'])
     total = sum(len(f) for f in ordered.values())
@@ -492,36 +677,41 @@ def run(args: argparse.Namespace, command: str) -> Tuple[str, Dict[str, Any]]:
     with tqdm(total=total, desc='scoring frames', unit='frame', file=sys.stderr) as progress:
         for name, frames in ordered.items():
             sequences[name] = score_sequence(args.data_root, frames, scorer, labeller,
-                                             args.fps, 240, args.sheet_overlay, progress)
+                                             args.fps, 240, args.sheet_overlay, progress,
+                                             matchers)
 
-    policy = KeyframePolicy.from_config(config)
-    decisions: Dict[str, List[KeyframeDecision]] = {}
-    chosen: Dict[str, Dict[str, List[int]]] = {m: {} for m in METHODS}
+    caches = {}
+    for name, records in sequences.items():
+        static = PairCache(matchers[0], [r.static_features for r in records])
+        plain = PairCache(matchers[0], [r.features for r in records])
+        evaluated = (plain if matchers[1] is matchers[0]
+                     else PairCache(matchers[1], [r.eval_features for r in records]))
+        caches[name] = (static, plain, evaluated)
+    chosen, decisions, params = select_methods(
+        config, sequences, {n: c[:2] for n, c in caches.items()})
+    methods = tuple(chosen)
     per_sequence = []
     for name, records in sequences.items():
-        scores = [r.score for r in records]
-        decisions[name] = policy.run([r.stamp_ns for r in records], scores)
-        count = len(decisions[name])
-        # ORB-SLAM2's mMaxFrames is the camera rate: one second of frames.
-        seconds = (records[-1].stamp_ns - records[0].stamp_ns) / 1e9
-        interval = max(1, round((len(records) - 1) / seconds)) if seconds > 0 else 1
-        chosen['semantic'][name] = [d.index for d in decisions[name]]
-        chosen['uniform'][name] = uniform_selection(len(records), count)
-        chosen['max_interval'][name], params = matched_max_interval(
-            scores, count, interval, config['novelty_metric'])
         per_sequence.append({
             'sequence': name, 'frames': len(records), 'first_frame': records[0].entry.frame,
-            'last_frame': records[-1].entry.frame, 'keyframes': count,
-            'max_interval_params': params,
-            'selections': {m: chosen[m][name] for m in METHODS},
+            'last_frame': records[-1].entry.frame, 'keyframes': len(decisions[name]),
+            'max_interval_params': params[name],
+            'selections': {m: chosen[m][name] for m in methods},
+            'downstream': {m: downstream_measures([(caches[name][2], chosen[m][name])],
+                                                  options) for m in methods},
             'reasons': [d.reason for d in decisions[name]]})
 
     num_classes = scorer.class_set.num_classes
     metrics = {m: selection_metrics([(sequences[n], chosen[m][n]) for n in sequences],
-                                    num_classes) for m in METHODS}
-    equal = len({metrics[m]['keyframes'] for m in METHODS}) == 1
-    table = markdown_table(metrics)
+                                    num_classes) for m in methods}
+    for method in methods:
+        metrics[method]['downstream'] = downstream_measures(
+            [(caches[n][2], chosen[method][n]) for n in sequences], options)
+    equal = len({metrics[m]['keyframes'] for m in methods}) == 1
+    sweep = downstream_sweep(config, sequences, caches, args.sweep, options)
+    table = markdown_table(metrics) + '\n\n' + downstream_table(metrics, per_sequence, options)
     report = _markdown_report(args, command, sequences, per_sequence, table, equal, total)
+    report += _sweep_report(sweep)
     summary = {
         'command': command, 'data_root': str(args.data_root), 'split': args.split,
         'labels': args.labels,
@@ -530,6 +720,7 @@ def run(args: argparse.Namespace, command: str) -> Tuple[str, Dict[str, Any]]:
         'every': args.every, 'max_frames': args.max_frames, 'fps': args.fps,
         'frames': total, 'equal_counts': equal, 'presence_fraction': PRESENCE_FRACTION,
         'methods': metrics, 'sequences': per_sequence, 'config': config,
+        'downstream_options': vars(options), 'sweep': sweep,
     }
     _write_outputs(args, sequences, decisions, report, summary)
     return report, summary
@@ -544,8 +735,8 @@ def _markdown_report(args, command, sequences, per_sequence, table, equal, total
              f'stamps = frame number / {args.fps:g} s. Every method selects the same number of '
              "keyframes per sequence (the semantic policy's).", '', table, '']
     if not equal:
-        lines += ['**The max-interval baseline could not reach the same count in every '
-                  'sequence; its count is shown.**', '']
+        lines += ['**A baseline could not reach the same count in every sequence; its count '
+                  'is shown.**', '']
     lines += ['| sequence | frames | keyframes | max-interval m | max-interval tau |',
               '|---|---:|---:|---:|---:|']
     for entry in per_sequence:
@@ -579,6 +770,14 @@ def _write_outputs(args, sequences, decisions, report, summary) -> None:
                 f'q {decision.score.quality:.2f} sem {decision.score.semantic:.2f} '
                 f'dyn {decision.score.dynamic:.2f}']))
     write_png(out / 'contact_sheet.png', contact_sheet(tiles))
+    if summary['sweep']:
+        points = {m: [p['methods'][m] for p in summary['sweep']]
+                  for m in summary['sweep'][0]['methods']}
+        tmp = out / 'recall_vs_keyframes.part'
+        plot_sweep(points, METHOD_TITLES, tmp, f'semseg keyframes, {args.split} '
+                   f'({", ".join(sequences)}), labels {args.labels}; >= {args.min_inliers} '
+                   f'inliers, {args.neighbours} nearest keyframes')
+        tmp.replace(out / 'recall_vs_keyframes.png')
     _write_text(out / 'report.json', json.dumps(summary, indent=2) + '\n')
     _write_text(out / 'report.md', report)  # last: a complete report means complete outputs
 

@@ -24,6 +24,22 @@ push in this order (maximum gap, novelty, window) until none fires:
 * Candidates more than ``window_frames`` frames old are dropped (they lost to a newer one or
   were never eligible), which bounds the delay.
 
+Visual-overlap mode (``min_shared_features > 0``, the shipped configuration) replaces the
+novelty and window rules with the rule of a SLAM front end, ORB-SLAM2's "tracked points fell
+below a fraction of the reference keyframe's": every frame is pushed with its features (for
+:meth:`from_config`, the :class:`~semseg_ros.keyframes.matching.OrbFeatures` of the frame off
+the dynamic classes' mask) and the policy counts the verified correspondences it shares with the
+last keyframe (``overlap``, by default :meth:`OrbMatcher.inliers`).
+
+* Overlap (``'overlap'``). Once the newest frame shares fewer than ``min_shared_features`` with
+  the last keyframe, the keyframe is the eligible frame before it, among the last
+  ``window_frames + 1``, that still shares enough, of highest ``total`` at or above the quality
+  floor (ties: the latest): the sharpest, most static frame that keeps the map connected. When
+  no earlier frame qualifies, the newest frame itself (if eligible). Decisions are then at most
+  ``window_frames + 1`` frames late; density follows how fast the view changes, not the clock.
+* The maximum gap and the first keyframe are decided as above; flush adds no keyframe (the
+  frames since the last one still overlap it).
+
 Guarantees: gaps between keyframes are >= the minimum in frames and in seconds, always. They
 are <= the maximum in frames and seconds, except where no frame meets the minimum within the
 maximum: a hole in the stamps (or frames so sparse that ``min_gap_frames`` of them span more
@@ -51,13 +67,14 @@ Typical use::
 
 from dataclasses import dataclass
 import math
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from semseg_ros.keyframes.matching import OrbMatcher
 from semseg_ros.keyframes.scoring import FrameScore, histogram_novelty
 
-REASONS = ('first', 'window_best', 'novelty', 'max_gap')
+REASONS = ('first', 'window_best', 'novelty', 'max_gap', 'overlap')
 
 
 @dataclass(frozen=True)
@@ -68,7 +85,8 @@ class KeyframeDecision:
         index: The frame's position in the sequence (0 = first frame pushed).
         stamp_ns: Its stamp in nanoseconds.
         score: Its score (novelty re-based on the previous keyframe where possible).
-        reason: ``'first'``, ``'window_best'``, ``'novelty'`` or ``'max_gap'``.
+        reason: ``'first'``, ``'window_best'``, ``'novelty'``, ``'max_gap'`` or
+            ``'overlap'``.
         payload: What was pushed with the frame (frame id, image...).
         decided_at: Index of the frame whose push (or the last frame, for flush) decided it;
             ``decided_at - index`` is the decision delay in frames.
@@ -94,6 +112,9 @@ class _Frame:
     stamp_ns: int
     score: FrameScore
     payload: Any
+    features: Any = None
+    # (keyframe index, correspondences shared with that keyframe), computed on demand.
+    shared: Optional[tuple] = None
 
 
 def _best(frames: Sequence[_Frame]) -> Optional[_Frame]:
@@ -111,7 +132,8 @@ class KeyframePolicy:
     def __init__(self, min_gap_frames: int = 5, max_gap_frames: int = 60,
                  min_gap_s: float = 0.2, max_gap_s: float = 4.0, window_frames: int = 10,
                  novelty_threshold: float = 0.5, quality_floor: float = 0.2,
-                 novelty_metric: str = 'intersection'):
+                 novelty_metric: str = 'intersection', min_shared_features: int = 0,
+                 overlap: Optional[Callable[[Any, Any], int]] = None):
         """Set the rules.
 
         Args:
@@ -123,6 +145,10 @@ class KeyframePolicy:
             novelty_threshold: Novelty that triggers an immediate keyframe, in (0, 1].
             quality_floor: Minimum quality of a keyframe unless forced, in [0, 1].
             novelty_metric: Metric for re-basing novelty: ``intersection`` or ``hellinger``.
+            min_shared_features: Visual-overlap mode when > 0: a keyframe is due once the
+                newest frame shares fewer verified correspondences with the last keyframe.
+            overlap: ``overlap(features, keyframe_features) -> int``, the correspondences two
+                frames share; default :meth:`OrbMatcher.inliers` of a default matcher.
 
         Raises:
             ValueError: A value out of range, naming it.
@@ -146,6 +172,7 @@ class KeyframePolicy:
              'a number in [0, 1]'),
             ('novelty_metric', novelty_metric,
              lambda v: v in ('intersection', 'hellinger'), "'intersection' or 'hellinger'"),
+            ('min_shared_features', min_shared_features, integer(0), 'an integer >= 0'),
         ]
         for name, value, check, expected in checks:
             if not check(value):
@@ -162,14 +189,40 @@ class KeyframePolicy:
         self.novelty_threshold = float(novelty_threshold)
         self.quality_floor = float(quality_floor)
         self.novelty_metric = novelty_metric
+        self.min_shared_features = min_shared_features
+        self.overlap = overlap
+        # The extractor whose features ``overlap`` compares, when the policy chose it.
+        self.matcher: Optional[OrbMatcher] = None
+        if min_shared_features and overlap is None:
+            self.matcher = OrbMatcher()
+            self.overlap = self.matcher.inliers
         self.reset()
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> 'KeyframePolicy':
-        """Build from a validated keyframe configuration (see ``load_keyframe_config``)."""
+    def from_config(cls, config: Mapping[str, Any],
+                    overlap: Optional[Callable[[Any, Any], int]] = None) -> 'KeyframePolicy':
+        """Build from a validated keyframe configuration (see ``load_keyframe_config``).
+
+        Args:
+            config: The configuration.
+            overlap: The correspondence counter of visual-overlap mode; default: the
+                :meth:`~OrbMatcher.inliers` of :attr:`matcher`.
+
+        In visual-overlap mode :attr:`matcher` is an :class:`OrbMatcher` with the configured
+        ``orb_features``: push each frame with
+        ``policy.matcher.extract(image).outside(scorer.dynamic_mask(labels))``.
+        """
         keys = ('min_gap_frames', 'max_gap_frames', 'min_gap_s', 'max_gap_s', 'window_frames',
-                'novelty_threshold', 'quality_floor', 'novelty_metric')
-        return cls(**{k: config[k] for k in keys})
+                'novelty_threshold', 'quality_floor', 'novelty_metric', 'min_shared_features')
+        matcher = OrbMatcher(n_features=config['orb_features'])
+        policy = cls(**{k: config[k] for k in keys}, overlap=overlap or matcher.inliers)
+        policy.matcher = matcher
+        return policy
+
+    @property
+    def uses_overlap(self) -> bool:
+        """Whether keyframes follow the visual overlap (frames are pushed with features)."""
+        return self.min_shared_features > 0
 
     def reset(self) -> None:
         """Forget everything: the next push starts a new sequence at index 0."""
@@ -194,33 +247,39 @@ class KeyframePolicy:
         """Number of frames buffered as candidates."""
         return len(self._buffer)
 
-    def push(self, stamp_ns: int, score: FrameScore, payload: Any = None
-             ) -> List[KeyframeDecision]:
+    def push(self, stamp_ns: int, score: FrameScore, payload: Any = None,
+             features: Any = None) -> List[KeyframeDecision]:
         """Add the next frame; return the keyframe decisions it settles (often none).
 
         Args:
             stamp_ns: The frame's stamp in nanoseconds; must exceed the previous one.
             score: Its score.
             payload: Anything to hand back in a decision (frame id, image...).
+            features: In visual-overlap mode, what ``overlap`` compares (required).
 
         Returns:
             Decisions in frame order; each may name an earlier frame.
 
         Raises:
-            ValueError: The stamp does not increase (the frame is then not taken).
+            ValueError: The stamp does not increase, or features are missing in visual-overlap
+                mode (the frame is then not taken).
         """
+        if self.uses_overlap and features is None:
+            raise ValueError('push: min_shared_features > 0 (visual-overlap mode) needs the '
+                             "frame's features")
         stamp_ns = int(stamp_ns)
         if self._newest is not None and stamp_ns <= self._newest.stamp_ns:
             how = 'repeats' if stamp_ns == self._newest.stamp_ns else 'goes back from'
             raise ValueError(f"stamp {stamp_ns} ns {how} the previous frame's "
                              f'{self._newest.stamp_ns} ns; stamps must increase')
         index = 0 if self._newest is None else self._newest.index + 1
-        frame = _Frame(index, stamp_ns, self._rebased(score), payload)
+        frame = _Frame(index, stamp_ns, self._rebased(score), payload, features)
         self._newest = frame
         # Only the start's index and stamp matter (max gap before the first keyframe).
         self._first = self._first or _Frame(index, stamp_ns, score, None)
         # Frames older than the window can no longer be decided on: drop them first.
-        self._buffer = [f for f in self._buffer if f.index >= index - self.window_frames]
+        oldest = index - self.window_frames - (1 if self.uses_overlap else 0)
+        self._buffer = [f for f in self._buffer if f.index >= oldest]
         self._buffer.append(frame)
         return self._decide(frame)
 
@@ -234,7 +293,7 @@ class KeyframePolicy:
         newest = self._newest
         if self._last_keyframe is None and self._buffer:
             decisions.append(self._emit(_best(self._buffer), 'first', newest))
-        elif self._buffer:
+        elif self._buffer and not self.uses_overlap:
             best = _best([f for f in self._buffer if self._eligible(f)
                           and f.score.quality >= self.quality_floor])
             if best is not None:
@@ -243,16 +302,19 @@ class KeyframePolicy:
         return decisions
 
     def run(self, stamps_ns: Sequence[int], scores: Sequence[FrameScore],
-            payloads: Optional[Sequence[Any]] = None) -> List[KeyframeDecision]:
+            payloads: Optional[Sequence[Any]] = None,
+            features: Optional[Sequence[Any]] = None) -> List[KeyframeDecision]:
         """Push a whole sequence and flush; return all decisions (resets first)."""
-        if len(stamps_ns) != len(scores) or (payloads is not None
-                                             and len(payloads) != len(scores)):
-            raise ValueError(f'run: {len(stamps_ns)} stamps, {len(scores)} scores and '
-                             f'{"no" if payloads is None else len(payloads)} payloads differ')
+        lengths = [len(x) for x in (stamps_ns, scores, payloads, features) if x is not None]
+        if len(set(lengths)) != 1:
+            raise ValueError(f'run: {len(stamps_ns)} stamps, {len(scores)} scores, '
+                             f'{"no" if payloads is None else len(payloads)} payloads and '
+                             f'{"no" if features is None else len(features)} features differ')
         self.reset()
         decisions = []
         for i, (stamp, score) in enumerate(zip(stamps_ns, scores)):
-            decisions += self.push(stamp, score, None if payloads is None else payloads[i])
+            decisions += self.push(stamp, score, None if payloads is None else payloads[i],
+                                   None if features is None else features[i])
         return decisions + self.flush()
 
     # -- internals ---------------------------------------------------------------------------
@@ -278,6 +340,24 @@ class KeyframePolicy:
         """Whether the maximum gap (frames or seconds) after ``since`` is reached at frame."""
         return (frame.index - since.index >= self.max_gap_frames
                 or frame.stamp_ns - since.stamp_ns >= self.max_gap_ns)
+
+    def _shared(self, frame: _Frame) -> int:
+        """Return the correspondences frame shares with the last keyframe (cached)."""
+        last = self._last_keyframe
+        if frame.shared is None or frame.shared[0] != last.index:
+            frame.shared = (last.index, int(self.overlap(frame.features, last.features)))
+        return frame.shared[1]
+
+    def _overlap_choice(self, newest: _Frame, eligible: List[_Frame]) -> Optional[_Frame]:
+        """Return the keyframe the overlap rule takes now, or None (see the module doc)."""
+        if self._shared(newest) >= self.min_shared_features:
+            return None
+        kept = [f for f in eligible if f is not newest
+                and self._shared(f) >= self.min_shared_features]
+        pool = [f for f in kept if f.score.quality >= self.quality_floor] or kept
+        if pool:
+            return max(pool, key=lambda f: (f.score.total, f.index))
+        return newest if any(f is newest for f in eligible) else None
 
     def _emit(self, frame: _Frame, reason: str, newest: _Frame) -> KeyframeDecision:
         """Make frame the last keyframe, drop older candidates, re-base the rest."""
@@ -315,6 +395,12 @@ class KeyframePolicy:
                 if pool is None:
                     break  # nothing meets the minimum gap yet: wait (see module doc)
                 decisions.append(self._emit(_best(pool), 'max_gap', newest))
+                continue
+            if self.uses_overlap:
+                chosen = self._overlap_choice(newest, eligible)
+                if chosen is None:
+                    break
+                decisions.append(self._emit(chosen, 'overlap', newest))
                 continue
             newest_good = any(f is newest for f in good)
             if newest_good and newest.score.novelty >= self.novelty_threshold:

@@ -155,6 +155,12 @@ KEYFRAME_PARAMETERS: Dict[str, ParamSpec] = {
                                    limits=(1e-9, 1.0)),
     'quality_floor': ParamSpec(_POLICY + 'Frames of lower quality are chosen only when the '
                                'maximum gap forces it.', limits=(0.0, 1.0)),
+    'min_shared_features': ParamSpec(
+        _POLICY + 'Visual-overlap mode when > 0 (needs use_image): a keyframe is due once the '
+        'newest frame shares fewer verified static ORB correspondences with the last keyframe. '
+        '0: novelty and window rules.', limits=(0, 100_000)),
+    'orb_features': ParamSpec(_POLICY + 'ORB features per frame for the visual overlap.',
+                              limits=(8, 100_000)),
 }
 
 
@@ -202,6 +208,11 @@ class KeyframeNode(Node):
         self.policy = KeyframePolicy.from_config(self.config)
         self.use_image = self._param('use_image')
         self.use_confidence = self._param('use_confidence')
+        if self.policy.uses_overlap and not self.use_image:
+            message = ('invalid parameters: min_shared_features > 0 (visual-overlap keyframes) '
+                       'needs the camera image: set use_image true, or min_shared_features 0')
+            self.get_logger().fatal(message)
+            raise NodeConfigError(message)
         streams = ['label_mask'] + ['image'] * self.use_image \
             + ['confidence'] * self.use_confidence
         self.matcher = StampMatcher(streams, max_pending=self._param('sync_queue_size'),
@@ -413,15 +424,20 @@ class KeyframeNode(Node):
             self._drop('bad_ids', f'dropped the label mask at {stamp_ns(header)} ns: {error}')
             return
         score = scorer.score(labels, image, confidence, reference=self.policy.reference)
-        decisions = self.policy.push(stamp_ns(header), score,
-                                     (header, matched.get('image')))
+        publish_mask = self._dynamic_pub.get_subscription_count() > 0
+        mask = (scorer.dynamic_mask(labels) if publish_mask or self.policy.uses_overlap
+                else None)
+        features = None
+        if self.policy.uses_overlap:
+            features = self.policy.matcher.extract(image).outside(mask)
+        decisions = self.policy.push(stamp_ns(header), score, (header, matched.get('image')),
+                                     features)
         self.counts['frames'] += 1
         self._last_frame_time = time.monotonic()
         values = list(score.as_dict().items()) + [('frame_index', self._index)]
         self._index += 1
         self._scores_pub.publish(score_message(header, self._score_status_name, values))
-        if self._dynamic_pub.get_subscription_count() > 0:
-            mask = scorer.dynamic_mask(labels)
+        if publish_mask:
             message = Image(header=header)
             (message.encoding, message.height, message.width, message.step,
              message.data) = conversions.mono8_to_image_fields(mask)
