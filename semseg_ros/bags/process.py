@@ -93,7 +93,10 @@ class _Keyframes:
         self.frames += 1
         self.bag.write_message(self.scores, record_ns,
                                scores_message(stamp, frame_id, terms, self.status_name))
-        self._write(self.policy.push(stamp, score, frame_id), record_ns)
+        features = None
+        if self.policy.uses_overlap:
+            features = self.policy.matcher.extract(rgb).outside(self.scorer.dynamic_mask(labels))
+        self._write(self.policy.push(stamp, score, frame_id, features), record_ns)
 
     def flush(self, record_ns: int) -> None:
         self._write(self.policy.flush(), record_ns)
