@@ -22,7 +22,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
-    package_data={PACKAGE: ['weights/*.pt', 'weights/*.onnx', 'weights/*.md',
+    package_data={PACKAGE: ['weights/*.pt', 'weights/*.md',
                             'weights/*.png', 'data/samples/**/*']},
     include_package_data=True,
     data_files=[

@@ -75,7 +75,7 @@ def test_installed_package_finds_its_share_files(workspace):
     config, car, samples, weights = result.stdout.split()
     assert Path(config) == workspace / 'share' / 'semseg_ros' / 'config'
     assert car == 'Car' and int(samples) >= 30
-    # Shipped weights, their pre-built graphs (no export on a robot's first start), the card.
+    # Shipped weights and the card; graphs are derived on first use, never installed.
     shipped = [Path(name).name for name in _tracked_files()
                if name.startswith('semseg_ros/weights/')]
     assert shipped and weights.split(',') == sorted(shipped)

@@ -87,6 +87,20 @@ def _held_out(meta: Dict) -> str:
             'frames')
 
 
+def portable_command(command: str) -> str:
+    """Return a recorded command with the training machine's absolute paths replaced.
+
+    ``--data-root /any/camvid`` becomes ``--data-root DATA_ROOT`` and any other absolute path
+    ``RUNS/<its last name>`` (run folders), so the card names no one machine's folders.
+    """
+    words = command.split(' ')
+    for index, word in enumerate(words):
+        if word.startswith('/'):
+            after_data_root = index > 0 and words[index - 1] == '--data-root'
+            words[index] = 'DATA_ROOT' if after_data_root else f'RUNS/{Path(word).name}'
+    return ' '.join(words)
+
+
 def _shipped_files(folder: Path) -> List[Path]:
     return sorted(Path(folder).glob('*_camvid.pt'))
 
@@ -136,7 +150,8 @@ def render_card(folder: Path) -> str:
                          f'{init["sha256"][:12]}, val mIoU {_percent(init.get("val_miou"))}, '
                          f'{init.get("epochs_trained")} epochs; wall time above excludes '
                          'them) |')
-        for command, times in _runs_of(meta.get('commands', [])):
+        commands = [portable_command(c) for c in meta.get('commands', [])]
+        for command, times in _runs_of(commands):
             lines.append(f'| command | `{command}`' + (f' ({times} times)' if times > 1 else '')
                          + ' |')
         iou = meta.get('val_iou') or {}

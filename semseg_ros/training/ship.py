@@ -1,16 +1,17 @@
-"""Ship a run's best weights in the package: weights file, pre-built graphs, model card.
+"""Ship a run's best weights in the package: weights file and model card, graphs checked.
 
-One step instead of four, so the shipped files never disagree::
+One step instead of three, so the shipped files never disagree::
 
-    python -m semseg_ros.training.ship /work/runs/mininet_v2_cpu --size 512x256 --int8
+    python -m semseg_ros.training.ship runs/mininet_v2_cpu --size 512x256 --int8
 
 1. the run's ``best.pt`` becomes ``semseg_ros/weights/<model>_camvid.pt`` (weights and
    provenance only, :func:`semseg_ros.training.train.export_best`);
-2. the ONNX Runtime graphs the node builds on first use are built now for each ``--size``
-   (labels, labels + confidence, and with ``--int8`` the quantized ones), so a robot's first
-   start does not spend seconds exporting; each is checked against PyTorch first (labels
-   equal on a random image; INT8: on 90 % of the bundled sample frames' pixels); graphs of
-   this model left from older weights are removed (the node would rebuild them anyway);
+2. the ONNX Runtime graphs the node builds on first use are built for each ``--size``
+   (labels, labels + confidence, and with ``--int8`` the quantized ones) and checked against
+   PyTorch (labels equal on a random image; INT8: on 90 % of the bundled sample frames'
+   pixels), so weights whose graphs would not match are never shipped; the graphs are
+   derived files, left in the local cache and never committed; graphs of this model left from
+   older weights are removed;
 3. ``MODEL_CARD.md`` and ``training_curves.png`` are regenerated.
 """
 
