@@ -1,13 +1,13 @@
 """semseg_ros: real-time semantic segmentation and semantic keyframe selection for ROS 2.
 
-Layers, each importing only those below it::
+Layers from the top down; each imports only the layers below it::
 
-    models/  networks and their registry
-    core/    segmenter, backends, image conversions, metrics, class sets
-    keyframes/, data/   keyframe scoring and selection; datasets
+    commands/           the ``semseg`` subcommands (``cli.py`` dispatches to them)
+    nodes/              rclpy nodes (thin glue)
     training/, bags/    training and evaluation; rosbag2 tools
-    nodes/   rclpy nodes (thin glue)
-    cli.py   the ``semseg`` command
+    keyframes/, data/   keyframe scoring and selection; datasets
+    core/               segmenter, backends, image conversions, metrics, class sets
+    models/             networks and their registry
 """
 
 __version__ = '0.1.0'

@@ -225,3 +225,15 @@ def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
                    '--out', str(tmp_path / 'bad.onnx'))
     assert bad.returncode == 2 and 'multiples of 8' in bad.stderr
     assert not (tmp_path / 'bad.onnx').exists()
+
+
+def test_onnxruntime_segmenter_leaves_the_process_thread_count(weights_file):
+    """A Segmenter on ONNX Runtime sets its threads per session, not PyTorch's for everyone."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2 if before != 2 else 3)
+    try:
+        expected = torch.get_num_threads()
+        make(weights_file)  # threads=1
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)

@@ -69,9 +69,14 @@ class TorchBackend:
 
     name = 'torch'
 
-    def __init__(self, network: nn.Module, device: str = 'cpu', fp16: bool = False):
+    def __init__(self, network: nn.Module, device: str = 'cpu', fp16: bool = False,
+                 threads: int = 0):
         self.device = resolve_device(device)
         self.fp16 = fp16 and self.device == 'cuda'
+        if threads > 0 and self.device == 'cpu':
+            # PyTorch has only a process-wide thread count, so only this backend sets it;
+            # ONNX Runtime sessions take theirs per session.
+            torch.set_num_threads(threads)
         network = network.eval().to(self.device)
         if self.device == 'cpu':
             network = network.to(memory_format=torch.channels_last)

