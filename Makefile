@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(VENV)/bin/semseg bench --model all
 
 demo: $(STAMP)
-	$(PY) -m semseg_ros.demo --out demo_out
+	$(PY) -m semseg_ros.commands.demo --out demo_out
 
 clean:
 	rm -rf build install log demo_out .pytest_cache

@@ -25,8 +25,8 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from semseg_ros.core.bench import parse_size  # noqa: E402
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig  # noqa: E402
+from semseg_ros.core.sizes import parse_size  # noqa: E402
 
 
 def parse_args(argv):

@@ -393,7 +393,7 @@ def test_replay_through_a_running_segmentation_node(tmp_path, sample_bag, weight
 
     (test_demo covers the replay that launches both nodes itself.)
     """
-    from semseg_ros.nodes.bag_replayer import NodeProcess
+    from semseg_ros.live.bag_replayer import NodeProcess
     node = NodeProcess('segmentation_node', 'semseg_ros.nodes.segmentation_node', [
         '-r', 'image:=/camera/image_raw', '-p', f'weights:={weights}',
         '-p', f'input_width:={SIZE[0]}', '-p', f'input_height:={SIZE[1]}', '-p', 'threads:=1'],

@@ -66,7 +66,7 @@ def test_node_bench_refuses_bad_options(argv, message, capsys):
 
 def test_node_that_fails_to_start_is_reported_with_its_output():
     """A node refusing its parameters ends the benchmark with the node's own FATAL line."""
-    from semseg_ros.nodes.node_bench import gradient_frame, NodeBenchConfig, time_node
+    from semseg_ros.live.node_bench import gradient_frame, NodeBenchConfig, time_node
 
     class BadConfig(NodeBenchConfig):
         def node_arguments(self):

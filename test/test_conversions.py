@@ -13,7 +13,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.image import message_to_cvimage
 from sensor_msgs.msg import CompressedImage, Image
 
-from semseg_ros.core.conversions import (
+from semseg_ros.messages.conversions import (
     as_byte_array, compressed_to_rgb, encode_compressed, image_fields_from_rgb, image_to_mono8,
     image_to_rgb, ImageConversionError, mono8_to_image_fields, read_compressed_header,
     rgb_to_image_fields, SUPPORTED_ENCODINGS)

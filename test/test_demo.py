@@ -17,7 +17,7 @@ def test_demo_produces_every_file(tmp_path):
     """GIF, contact sheet, recording, input bag and both reports, with sensible figures."""
     out = tmp_path / 'demo'
     result = subprocess.run(
-        [sys.executable, '-m', 'semseg_ros.demo', '--frames', '8', '--threads', '1',
+        [sys.executable, '-m', 'semseg_ros.commands.demo', '--frames', '8', '--threads', '1',
          '--out', str(out)], cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
         timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

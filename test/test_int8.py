@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from semseg_ros.core.backends import onnx_metadata
-from semseg_ros.core.deploy import int8_deployable, SubPixelConvTranspose
-from semseg_ros.core.quantize import calibration_digest, calibration_files, INT8_RECIPE
 from semseg_ros.core.resources import samples_dir
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.weights import save_weights
+from semseg_ros.export.deploy import int8_deployable, SubPixelConvTranspose
+from semseg_ros.export.quantize import calibration_digest, calibration_files, INT8_RECIPE
 
 MODEL = 'mininet_v2_cpu'
 SIZE = (128, 96)

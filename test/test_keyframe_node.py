@@ -25,10 +25,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ros_testing import spin_until_shutdown
-from semseg_ros.core.conversions import mono8_to_image_fields, rgb_to_image_fields
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.policy import KeyframePolicy
 from semseg_ros.keyframes.scoring import KeyframeScorer
+from semseg_ros.messages.conversions import mono8_to_image_fields, rgb_to_image_fields
 from semseg_ros.nodes.keyframe_node import (class_weight_parameter, KEYFRAME_PARAMETERS,
                                             KeyframeNode)
 

@@ -25,9 +25,9 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from ros_testing import spin_until_shutdown
-from semseg_ros.core.conversions import image_to_mono8, rgb_to_image_fields
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.scoring import KeyframeScorer
+from semseg_ros.messages.conversions import image_to_mono8, rgb_to_image_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / 'semseg_ros' / 'data' / 'samples' / 'camvid_0016E5' / 'images'

@@ -29,7 +29,7 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
-from semseg_ros.core.conversions import rgb_to_image_fields  # noqa: E402
+from semseg_ros.messages.conversions import rgb_to_image_fields  # noqa: E402
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / 'launch' / 'slam_keyframes.launch.py'
 IMAGE_TOPIC = '/kf_launch_camera/image_raw'

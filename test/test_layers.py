@@ -8,17 +8,26 @@ import sys
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / 'semseg_ros'
 
-# Each layer may import only itself and the layers listed for it.
+# Each layer may import only itself and the layers listed for it. The inference core is one
+# layer in three packages: core/ (inference and backends) builds its graphs with export/
+# (export and quantization), which runs core's graph modules; messages/ (ROS message
+# conversion) stands alone.
+_INFERENCE = {'models', 'core', 'export', 'messages'}
 ALLOWED = {
     'models': {'models'},
-    'core': {'models', 'core'},
-    'keyframes': {'models', 'core', 'keyframes'},
-    'data': {'models', 'core', 'data'},
-    'training': {'models', 'core', 'data', 'training'},
-    'bags': {'models', 'core', 'data', 'keyframes', 'bags'},
-    'nodes': {'models', 'core', 'keyframes', 'data', 'bags', 'nodes'},
+    'core': {'models', 'core', 'export'},
+    'export': {'models', 'core', 'export'},
+    'messages': {'messages'},
+    'keyframes': _INFERENCE | {'keyframes'},
+    'data': _INFERENCE | {'data'},
+    'training': _INFERENCE | {'data', 'training'},
+    'bags': _INFERENCE | {'data', 'keyframes', 'bags'},
+    'nodes': _INFERENCE | {'keyframes', 'data', 'bags', 'nodes'},
+    'live': _INFERENCE | {'keyframes', 'data', 'bags', 'nodes', 'live'},
+    'commands': _INFERENCE | {'keyframes', 'data', 'training', 'bags', 'nodes', 'live',
+                              'commands'},
 }
-PURE_LAYERS = ['models', 'core', 'keyframes', 'data', 'training']
+PURE_LAYERS = ['models', 'core', 'export', 'messages', 'keyframes', 'data', 'training', 'bags']
 
 
 def _package_imports(path):
@@ -45,6 +54,23 @@ def test_imports_point_down():
                 if target in ALLOWED and target not in allowed:
                     violations.append(f'{path.relative_to(ROOT)} imports semseg_ros.{target}')
     assert not violations, 'imports against the layering:\n' + '\n'.join(violations)
+
+
+def test_every_package_has_a_layer():
+    """Each sub-package of semseg_ros is a layer above; only cli.py sits at the top."""
+    packages = {p.name for p in PACKAGE.iterdir() if (p / '__init__.py').is_file()}
+    assert packages == set(ALLOWED), f'packages without a layer: {packages - set(ALLOWED)}'
+    modules = sorted(p.name for p in PACKAGE.glob('*.py'))
+    assert modules == ['__init__.py', 'cli.py'], modules
+
+
+def test_only_the_dispatcher_imports_commands():
+    """The library never imports a command module: commands sit on top of everything."""
+    for path in sorted(PACKAGE.rglob('*.py')):
+        if path.parent.name == 'commands' or path.name == 'cli.py':
+            continue
+        assert 'commands' not in set(_package_imports(path)), \
+            f'{path.relative_to(ROOT)} imports semseg_ros.commands'
 
 
 def test_core_imports_no_rclpy():

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from semseg_ros.core.onnx_export import compare_with_torch, export_onnx
+from semseg_ros.export.onnx_export import compare_with_torch, export_onnx
 from semseg_ros.models import check_input_size, create_model, list_models, model_info
 from semseg_ros.models.complexity import count_gmacs, count_parameters
 from semseg_ros.models.layers import channel_shuffle, ConcatDownsample

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from semseg_ros.nodes.node_processes import parameter_arguments, wait_until
+from semseg_ros.live.node_processes import parameter_arguments, wait_until
 
 
 def test_parameter_arguments_spell_booleans_as_ros_does():

@@ -36,11 +36,11 @@ import torch
 import yaml
 
 from ros_testing import spin_until_shutdown
-from semseg_ros.core import conversions
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.serving import render_overlay
 from semseg_ros.core.weights import save_weights
+from semseg_ros.messages import conversions
 from semseg_ros.models import create_model, list_models, model_info
 from semseg_ros.nodes.segmentation_node import (node_parameters, NodeConfigError,
                                                 SegmentationNode)

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from semseg_ros.core.stamp_sync import StampMatcher
+from semseg_ros.messages.stamp_sync import StampMatcher
 
 MS = 1_000_000
 

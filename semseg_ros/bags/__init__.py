@@ -13,5 +13,5 @@ Modules:
         of a recording of the live nodes.
 
 The live replay (``semseg bag replay``) needs rclpy and lives in
-``semseg_ros.nodes.bag_replayer``.
+``semseg_ros.live.bag_replayer``.
 """

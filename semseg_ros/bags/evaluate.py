@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 import heapq
 import json
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ from semseg_ros.bags.storage import (deserialize, DIAGNOSTIC_ARRAY, find_topic,
                                      has_topic, HEADER, IMAGE, IMAGE_TYPES, read_messages,
                                      reading)
 from semseg_ros.core.classes import ClassSet, load_class_set
+from semseg_ros.core.latency import latency_summary
 from semseg_ros.core.metrics import ConfusionMatrix
 
 AUTO = 'auto'
@@ -55,17 +56,6 @@ class OutputTopics:
     color_mask: str = '/segmentation_node/color_mask'
     scores: str = '/keyframe_node/scores'
     keyframe: str = '/keyframe_node/keyframe'
-
-
-def latency_summary(latencies_ms: Sequence[float]) -> Dict[str, Optional[float]]:
-    """Return count, median, p95, mean, min and max of latencies in milliseconds."""
-    values = np.asarray(latencies_ms, np.float64)
-    if values.size == 0:
-        return {'count': 0, 'median_ms': None, 'p95_ms': None, 'mean_ms': None,
-                'min_ms': None, 'max_ms': None}
-    return {'count': int(values.size), 'median_ms': float(np.median(values)),
-            'p95_ms': float(np.percentile(values, 95)), 'mean_ms': float(values.mean()),
-            'min_ms': float(values.min()), 'max_ms': float(values.max())}
 
 
 class TruthMatcher:

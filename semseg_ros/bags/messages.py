@@ -1,6 +1,6 @@
 """Building and decoding the bag tools' messages as rosbags objects (no rclpy).
 
-Images go through :mod:`semseg_ros.core.conversions`, the same code the nodes use, so a bag
+Images go through :mod:`semseg_ros.messages.conversions`, the same code the nodes use, so a bag
 written here decodes in the nodes exactly as a camera's stream would.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from semseg_ros.bags.storage import (BagError, COMPRESSED_IMAGE, deserialize,
                                      DIAGNOSTIC_ARRAY, find_topic, IMAGE, IMAGE_TYPES,
                                      read_messages, reading, typestore)
-from semseg_ros.core import conversions
+from semseg_ros.messages import conversions
 
 # Encodings `semseg bag make` writes: every raw encoding, or a CompressedImage codec.
 COMPRESSED_ENCODINGS = ('jpeg', 'png')

@@ -33,11 +33,11 @@ from semseg_ros.bags.storage import (BagError, BagWriter, check_distinct, deseri
                                      DIAGNOSTIC_ARRAY, find_topic, FORMATS, has_topic, HEADER,
                                      IMAGE, IMAGE_TYPES, message_count, read_messages, reading)
 from semseg_ros.core.backends import BACKENDS
-from semseg_ros.core.bench import parse_size
 from semseg_ros.core.classes import colorize
-from semseg_ros.core.conversions import ImageConversionError
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+from semseg_ros.core.sizes import parse_size
 from semseg_ros.keyframes import KeyframePolicy, KeyframeScorer, load_keyframe_config
+from semseg_ros.messages.conversions import ImageConversionError
 
 
 @dataclass

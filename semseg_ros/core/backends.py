@@ -128,7 +128,7 @@ def graph_metadata(model_name: str, weights_digest: str, width: int, height: int
     metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': weights_digest,
                 'semseg_ros.input_size': f'{width}x{height}', 'semseg_ros.precision': precision}
     if precision == 'int8':
-        from semseg_ros.core.quantize import calibration_digest, INT8_RECIPE
+        from semseg_ros.export.quantize import calibration_digest, INT8_RECIPE
         metadata.update({'semseg_ros.calibration_sha256': calibration_digest(),
                          'semseg_ros.int8_recipe': INT8_RECIPE})
     return metadata
@@ -139,19 +139,19 @@ def export_inference_graph(network: nn.Module, path: Path, width: int, height: i
                            precision: str = 'fp32') -> Path:
     """Export the uint8-in/uint8-out inference graph (batch 1) to ONNX atomically.
 
-    With ``precision='int8'`` the network is first rewritten (:mod:`semseg_ros.core.deploy`,
+    With ``precision='int8'`` the network is first rewritten (:mod:`semseg_ros.export.deploy`,
     checked to compute the same function), exported, then quantized with the shipped
-    calibration frames (:mod:`semseg_ros.core.quantize`).
+    calibration frames (:mod:`semseg_ros.export.quantize`).
     """
-    from semseg_ros.core.onnx_export import export_module
+    from semseg_ros.export.onnx_export import export_module
     check_precision(precision)
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
     outputs = ['labels', 'confidence'] if with_confidence else ['labels']
     if precision == 'fp32':
         graph = InferenceGraph(network.eval().cpu(), with_confidence).eval()
         return export_module(graph, (example,), path, ['image'], outputs, metadata=metadata)
-    from semseg_ros.core.deploy import int8_deployable
-    from semseg_ros.core.quantize import quantize_graph
+    from semseg_ros.export.deploy import int8_deployable
+    from semseg_ros.export.quantize import quantize_graph
     graph = InferenceGraph(int8_deployable(network, width, height), with_confidence).eval()
     with tempfile.TemporaryDirectory(prefix='semseg_int8_export_') as work:
         float_graph = export_module(graph, (example,), Path(work) / 'float.onnx', ['image'],

@@ -19,25 +19,12 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from semseg_ros.core.backends import BACKENDS, PRECISIONS
+from semseg_ros.core.latency import latency_summary, percentile
+from semseg_ros.core.sizes import parse_size
 
 # The paper resolutions the project's speed goals are stated at.
 DEFAULT_SIZES = {'mininet_v2_cpu': (512, 256), 'mininet_v2': (1024, 512),
                  'enet': (480, 360), 'rds_net': (480, 360)}
-
-
-def parse_size(text: str) -> tuple:
-    """Parse ``WxH`` into ``(width, height)``; raise argparse-friendly ValueError."""
-    try:
-        width, height = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must look like 512x256, got {text!r}')
-    if width <= 0 or height <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
-    return width, height
-
-
-def _percentile(values: List[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q))
 
 
 def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threads: int,
@@ -69,13 +56,14 @@ def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threa
         totals.append(sum(result.timings_ms.values()))
         inference.append(result.timings_ms['inference'])
     wall = time.perf_counter() - start
+    latency = latency_summary(totals)
     return {
         'model': model, 'backend': backend, 'precision': precision,
         'size': f'{size[0]}x{size[1]}',
         'weights': weights, 'providers': list(segmenter.backend.providers),
         'params': params, 'gmacs': gmacs,
-        'latency_ms_median': _percentile(totals, 50), 'latency_ms_p90': _percentile(totals, 90),
-        'inference_ms_median': _percentile(inference, 50),
+        'latency_ms_median': latency['median_ms'], 'latency_ms_p90': latency['p90_ms'],
+        'inference_ms_median': percentile(inference, 50),
         'fps': runs / wall,
         'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         'rss_before_mb': rss_before / 1024.0,

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from semseg_ros.core.backends import export_inference_graph, graph_metadata, InferenceGraph
-from semseg_ros.core.bench import parse_size
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.resources import samples_dir, shipped_weights
+from semseg_ros.core.sizes import parse_size
 from semseg_ros.core.weights import file_digest_or_none, load_weights
 from semseg_ros.models import check_input_size, create_model, list_models
 
@@ -140,7 +140,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ok, report = verify_deploy_graph(network, args.out, width, height, args.confidence,
                                          precision)
     else:
-        from semseg_ros.core.onnx_export import compare_with_torch, export_onnx
+        from semseg_ros.export.onnx_export import compare_with_torch, export_onnx
         export_onnx(network, args.out, width, height, fp16=args.fp16)
         difference = compare_with_torch(network, args.out, width, height)
         ok = difference < (1e-2 if args.fp16 else 1e-3)

@@ -38,3 +38,20 @@ def write_text_atomic(path: Union[str, Path], text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def write_png(path: Union[str, Path], image) -> Path:
+    """Write a PNG atomically; ``image`` is ``H x W`` (mono) or ``H x W x 3`` RGB uint8.
+
+    Raises:
+        OSError: The image cannot be encoded or the file cannot be written.
+    """
+    import cv2
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode('.png', image)
+    if not ok:
+        raise OSError(f'cannot encode {path} as PNG')
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(encoded.tobytes())
+    return Path(path)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from semseg_ros.core.classes import overlay
+from semseg_ros.core.latency import percentile
 
 Item = TypeVar('Item')
 
@@ -67,11 +68,6 @@ class LatestSlot(Generic[Item]):
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
         return self._closed
-
-
-def percentile(values: List[float], q: float) -> float:
-    """Return the q-th percentile of a list (q in 0..100), NaN for an empty one."""
-    return float(np.percentile(values, q)) if values else float('nan')
 
 
 @dataclass

@@ -48,10 +48,10 @@ from tqdm import tqdm
 import yaml
 
 from semseg_ros.core.backends import BACKENDS
-from semseg_ros.core.bench import parse_size
 from semseg_ros.core.classes import colorize, overlay
-from semseg_ros.core.segment_cli import write_png
+from semseg_ros.core.files import write_png
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
+from semseg_ros.core.sizes import parse_size
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 from semseg_ros.keyframes.downstream import (downstream_measures, DownstreamOptions, PairCache,
                                              plot_sweep)

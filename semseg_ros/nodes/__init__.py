@@ -1,1 +1,1 @@
-"""ROS 2 nodes: thin rclpy glue around the core (segmentation, keyframe selection)."""
+"""ROS 2 nodes: segmentation and keyframe selection (thin rclpy glue), and their launcher."""

@@ -1,12 +1,12 @@
 r"""The keyframe node: label masks (and images, confidence) in; scores and keyframe decisions out.
 
 Thin rclpy glue around :mod:`semseg_ros.keyframes` (scoring and the online policy) and
-:class:`semseg_ros.core.stamp_sync.StampMatcher` (matching the inputs by identical header
+:class:`semseg_ros.messages.stamp_sync.StampMatcher` (matching the inputs by identical header
 stamps). Inputs, relative names (remap them):
 
 * ``label_mask`` (sensor_msgs/Image, mono8 or 8UC1 class ids): the segmentation node's
   ``~/label_mask``. Always.
-* ``image`` (sensor_msgs/Image, any encoding of :mod:`semseg_ros.core.conversions`, the label
+* ``image`` (sensor_msgs/Image, any encoding of :mod:`semseg_ros.messages.conversions`, the label
   mask's size): the camera. With ``use_image`` (default): image-quality terms and
   ``~/keyframe_image``.
 * ``confidence`` (sensor_msgs/Image, mono8): the segmentation node's ``~/confidence``. With
@@ -43,13 +43,13 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from semseg_ros.core import conversions
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.serving import LogThrottle
-from semseg_ros.core.stamp_sync import REJECT_REASONS, StampMatcher
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 from semseg_ros.keyframes.policy import KeyframeDecision, KeyframePolicy
 from semseg_ros.keyframes.scoring import KeyframeScorer
+from semseg_ros.messages import conversions
+from semseg_ros.messages.stamp_sync import REJECT_REASONS, StampMatcher
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
 from semseg_ros.nodes.spinning import run_nodes
 

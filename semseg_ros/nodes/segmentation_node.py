@@ -23,12 +23,12 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from semseg_ros.core import conversions
 from semseg_ros.core.backends import BACKENDS, DEVICES, PRECISIONS
 from semseg_ros.core.classes import colorize
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
                                      StreamStats)
+from semseg_ros.messages import conversions
 from semseg_ros.models import list_models
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
 from semseg_ros.nodes.spinning import run_nodes

@@ -23,22 +23,6 @@ from semseg_ros.data.transforms import to_network_input
 AMP_MODES = ('none', 'bf16')
 
 
-def parse_size(text: str) -> Tuple[int, int]:
-    """Parse ``WxH`` (e.g. ``480x360``) into (width, height).
-
-    Raises:
-        ValueError: Not two positive integers joined by ``x``.
-    """
-    parts = str(text).lower().split('x')
-    try:
-        width, height = (int(p) for p in parts)
-    except ValueError:
-        raise ValueError(f'size {text!r} is not WIDTHxHEIGHT, e.g. 480x360') from None
-    if width <= 0 or height <= 0:
-        raise ValueError(f'size {text!r} must have a positive width and height')
-    return width, height
-
-
 def select_device(name: str = 'auto', local_rank: int = 0) -> torch.device:
     """Return the device for ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
 

@@ -18,11 +18,12 @@ import torch
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
+from semseg_ros.core.sizes import parse_size
 from semseg_ros.core.weights import load_weights
 from semseg_ros.data.datasets import build_dataset, DATASETS, parse_sequences
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
-    AMP_MODES, evaluate_model, limit_cv2_threads, parse_size, select_device)
+    AMP_MODES, evaluate_model, limit_cv2_threads, select_device)
 from semseg_ros.training.plots import plot_class_iou, plot_confusion_matrix
 
 PROG = 'semseg eval'

@@ -56,6 +56,7 @@ import torch.distributed as dist
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
+from semseg_ros.core.sizes import parse_size
 from semseg_ros.core.weights import (
     file_digest, load_matching_weights, load_weights, read_weights, save_weights, WeightsError)
 from semseg_ros.data.datasets import (
@@ -65,7 +66,7 @@ from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits,
-    limit_cv2_threads, make_loader, parse_size, progress_bar, seed_everything, select_device,
+    limit_cv2_threads, make_loader, progress_bar, seed_everything, select_device,
     to_device)
 from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves

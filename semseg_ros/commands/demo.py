@@ -26,6 +26,7 @@ from semseg_ros.bags.evaluate import LiveReport, OutputTopics, write_json
 from semseg_ros.bags.make import collect_frames, make_bag
 from semseg_ros.bags.messages import image_stream, label_stream
 from semseg_ros.core.classes import colorize, load_class_set, overlay
+from semseg_ros.core.files import write_png
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.keyframes.offline import contact_sheet
 
@@ -75,14 +76,6 @@ def write_gif(path: Path, frames: Sequence[np.ndarray], fps: float) -> None:
     import imageio.v2 as imageio  # only the demo needs it
     tmp = path.with_name(f'.{path.name}.partial.gif')
     imageio.mimsave(tmp, list(frames), duration=1000.0 / fps, loop=0)
-    tmp.replace(path)
-
-
-def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG atomically."""
-    tmp = path.with_name(f'.{path.name}.partial.png')
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f'cannot write {path}')
     tmp.replace(path)
 
 
@@ -158,7 +151,7 @@ def markdown_report(report: LiveReport, model: str, weights: str, warning: Optio
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     """Parse the demo's options."""
-    parser = argparse.ArgumentParser(prog='python -m semseg_ros.demo',
+    parser = argparse.ArgumentParser(prog='python -m semseg_ros.commands.demo',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--out', type=Path, default=Path('demo_out'),
                         help='output folder (default demo_out/)')
@@ -191,7 +184,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = args.out.resolve()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     os.environ.setdefault('ROS_LOG_DIR', str(out / 'logs' / 'ros'))
-    from semseg_ros.nodes.bag_replayer import LaunchOptions, replay_bag, ReplayError
+    from semseg_ros.live.bag_replayer import LaunchOptions, replay_bag, ReplayError
 
     weights, warning = 'shipped', None
     if not shipped_weights(args.model).is_file():

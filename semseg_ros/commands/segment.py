@@ -8,20 +8,10 @@ from typing import List, Optional
 import cv2
 
 from semseg_ros.core.backends import BACKENDS
-from semseg_ros.core.bench import parse_size
 from semseg_ros.core.classes import colorize, overlay
+from semseg_ros.core.files import write_png
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
-
-
-def write_png(path: Path, image_rgb_or_mono) -> None:
-    """Write a PNG atomically (temporary name, then rename); colour input is RGB."""
-    image = image_rgb_or_mono
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    tmp = path.with_name(path.name + '.part.png')
-    if not cv2.imwrite(str(tmp), image):
-        raise OSError(f'cannot write {path}')
-    tmp.replace(path)
+from semseg_ros.core.sizes import parse_size
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -32,10 +32,11 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from semseg_ros.core.conversions import rgb_to_image_fields
+from semseg_ros.core.latency import latency_summary
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
-from semseg_ros.nodes.dds import large_image_profile, node_environment, profile_file
-from semseg_ros.nodes.node_processes import parameter_arguments, wait_until
+from semseg_ros.live.dds import large_image_profile, node_environment, profile_file
+from semseg_ros.live.node_processes import parameter_arguments, wait_until
+from semseg_ros.messages.conversions import rgb_to_image_fields
 
 NODE_NAME = 'bench_segmentation'
 CAMERA_TOPIC = '/bench/image'
@@ -218,10 +219,9 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray) -> Dict[str, Any]:
 
 
 def _stats(values: List[float]) -> Dict[str, Optional[float]]:
-    if not values:
-        return {'median_ms': None, 'p95_ms': None}
-    return {'median_ms': round(float(np.median(values)), 3),
-            'p95_ms': round(float(np.percentile(values, 95)), 3)}
+    summary = latency_summary(values)
+    return {key: None if summary[key] is None else round(summary[key], 3)
+            for key in ('median_ms', 'p95_ms')}
 
 
 def run(config: NodeBenchConfig, frame: Optional[np.ndarray] = None,

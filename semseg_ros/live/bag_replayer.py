@@ -12,7 +12,7 @@ processed and dropped frames, achieved FPS, mIoU against the bag's ground truth)
 Recording subscriptions are made once a topic's publishers are discovered, with their
 reliability and durability (as ``ros2 bag record`` adapts to publishers). The replayer and
 the nodes it starts use the package's Fast DDS profile for camera-size images
-(:mod:`semseg_ros.nodes.dds`).
+(:mod:`semseg_ros.live.dds`).
 """
 
 import argparse
@@ -42,8 +42,8 @@ from semseg_ros.bags.messages import header_stamp_ns
 from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
 from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
                                      FORMATS, IMAGE, IMAGE_TYPES, read_messages, reading)
-from semseg_ros.nodes.dds import large_image_profile, node_environment
-from semseg_ros.nodes.node_processes import parameter_arguments, wait_until
+from semseg_ros.live.dds import large_image_profile, node_environment
+from semseg_ros.live.node_processes import parameter_arguments, wait_until
 
 DEFAULT_WAIT_S = 120.0
 

@@ -17,7 +17,7 @@ COMMANDS = {
                 'segment every frame of a bag offline; masks, keyframes and mIoU'),
     'evaluate': ('semseg_ros.bags.evaluate',
                  'latency, drops, FPS and mIoU of a recording of the live nodes'),
-    'replay': ('semseg_ros.nodes.bag_replayer',
+    'replay': ('semseg_ros.live.bag_replayer',
                'replay a bag live through the nodes, record and evaluate'),
 }
 

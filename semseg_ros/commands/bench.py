@@ -3,7 +3,7 @@
 Without ``--node`` this is :mod:`semseg_ros.core.bench` (parameters, GMACs, latency, FPS of
 each network). With ``--node`` it starts the segmentation node as a process, publishes camera
 frames to it and reports publish-to-label-mask latency next to the Segmenter alone
-(:mod:`semseg_ros.nodes.node_bench`)::
+(:mod:`semseg_ros.live.node_bench`)::
 
     semseg bench --model mininet_v2_cpu --backend all --precision all
     semseg bench --node --model mininet_v2_cpu --frames 200 --json node.json
@@ -19,6 +19,7 @@ from typing import List, Optional
 from semseg_ros.core import bench
 from semseg_ros.core.backends import BACKENDS, PRECISIONS
 from semseg_ros.core.files import write_text_atomic
+from semseg_ros.core.sizes import parse_size
 from semseg_ros.models import check_input_size, list_models
 
 
@@ -35,10 +36,10 @@ def build_node_parser() -> argparse.ArgumentParser:
                         help="'shipped' (default), 'none' (untrained: same speed) or a file")
     parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
     parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
-    parser.add_argument('--size', type=bench.parse_size, default=None,
+    parser.add_argument('--size', type=parse_size, default=None,
                         help="network input WxH (default: the model's paper size)")
     parser.add_argument('--threads', type=int, default=0, help='inference threads (0: all)')
-    parser.add_argument('--camera', type=bench.parse_size, default=(640, 480),
+    parser.add_argument('--camera', type=parse_size, default=(640, 480),
                         help='camera frame WxH, rgb8 (default 640x480)')
     parser.add_argument('--image', type=Path,
                         help='an image to publish (resized to --camera); default: a gradient')
@@ -80,7 +81,7 @@ def node_main(argv: List[str]) -> int:
     # One process on loopback unless the user says otherwise (ROS 2's defaults would
     # discover, and be disturbed by, every robot on the network).
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    from semseg_ros.nodes.node_bench import NodeBenchConfig, run
+    from semseg_ros.live.node_bench import NodeBenchConfig, run
     config = NodeBenchConfig(
         model=args.model, weights=args.weights, backend=args.backend,
         precision=args.precision, width=width, height=height, threads=args.threads,

@@ -9,7 +9,7 @@ The recipe (measured on MiniNet-v2-cpu at 512x256; figures in ``docs/cpu_inferen
   more mIoU (clipped large activations hurt small classes) and took 3x as long; entropy gave
   the same graph as min/max.
 * Every op ONNX Runtime runs in int8 is quantized (``QUANTIZED_OPS``), the first conv and the
-  classifier included; the network is first rewritten by :mod:`semseg_ros.core.deploy` so no
+  classifier included; the network is first rewritten by :mod:`semseg_ros.export.deploy` so no
   float island (transposed conv, lone BatchNorm) is left in the middle.
 * The classifier's logits are quantized over ``[runner-up minimum, maximum]`` instead of
   their full range: only the two best logits of a pixel decide its label, and the lowest
@@ -32,8 +32,8 @@ from typing import Dict, List, Union
 import cv2
 import numpy as np
 
-from semseg_ros.core.onnx_export import save_onnx
 from semseg_ros.core.resources import calibration_dir
+from semseg_ros.export.onnx_export import save_onnx
 
 # Bump when the recipe changes: cached INT8 graphs record it and are rebuilt.
 INT8_RECIPE = '1'
@@ -93,7 +93,7 @@ def quantize_graph(float_graph: Union[str, Path], path: Union[str, Path], width:
 
     Args:
         float_graph: The float graph, exported from a network rewritten by
-            :func:`semseg_ros.core.deploy.int8_deployable`.
+            :func:`semseg_ros.export.deploy.int8_deployable`.
         path: Destination ``.onnx`` file.
         width: The graph's input width (calibration frames are resized to it).
         height: The graph's input height.
