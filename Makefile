@@ -11,7 +11,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOG_DIR := $(CURDIR)/log/ros
 export ROS_HOME := $(CURDIR)/log/ros_home
 
-.PHONY: all venv test lint demo bench clean
+.PHONY: all venv test test-fast lint demo bench clean
 
 all: test
 
@@ -24,8 +24,13 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# Everything (CI): real DDS, training, colcon build; about 7 minutes on 2 cores.
 test: $(STAMP)
 	$(PY) -m pytest -q test
+
+# Unit tests only: no DDS, nothing that trains or builds for minutes.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not dds and not slow" test
 
 lint: $(STAMP)
 	$(PY) -m pytest -q test/test_lint.py

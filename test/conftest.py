@@ -13,6 +13,25 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 200))
 os.environ.setdefault('ROS_LOG_DIR', str(REPO_ROOT / 'log' / 'ros'))
 
 
+# The two tiers: `make test-fast` runs what is not marked, `make test` everything. Modules
+# whose tests run nodes over real DDS, and modules that train, build, quantize or evaluate
+# for minutes, are marked here, in one place; single tests elsewhere carry the marker.
+DDS_MODULES = {'test_segmentation_node', 'test_keyframe_node', 'test_keyframe_pipeline',
+               'test_launch_segmentation', 'test_launch_slam_keyframes', 'test_bench_node',
+               'test_demo'}
+SLOW_MODULES = {'test_colcon_build', 'test_training', 'test_int8', 'test_orbslam2_gate'}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests of the DDS and slow modules (see DDS_MODULES, SLOW_MODULES)."""
+    for item in items:
+        module = item.module.__name__.rsplit('.', 1)[-1] if item.module else ''
+        if module in DDS_MODULES:
+            item.add_marker(pytest.mark.dds)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 def camvid_root() -> Path:
     """Return the CamVid folder: $SEMSEG_CAMVID_ROOT, else <repo>/../shared/datasets/camvid."""
     return Path(os.environ.get('SEMSEG_CAMVID_ROOT',

@@ -387,6 +387,7 @@ def test_bad_bags_give_clear_errors_and_exit_2(tmp_path, sample_bag, processed, 
     assert not out.exists()
 
 
+@pytest.mark.dds
 def test_replay_through_a_running_segmentation_node(tmp_path, sample_bag, weights, capsys):
     """`semseg bag replay --no-launch-nodes` into a segmentation node already running (a
     subprocess talking DDS): sensible figures, and a recording that rclpy reads.

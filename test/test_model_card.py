@@ -57,6 +57,7 @@ def _shipped():
     return sorted(weights_dir().glob('*_camvid.pt'))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('weights', _shipped(), ids=lambda p: p.stem)
 def test_shipped_weights_reproduce_their_val_figures(weights, camvid, tmp_path):
     """``semseg eval`` with the shipped weights gives the val mIoU the card states."""
