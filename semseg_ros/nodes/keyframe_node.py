@@ -164,6 +164,17 @@ KEYFRAME_PARAMETERS: Dict[str, ParamSpec] = {
 }
 
 
+def node_parameters() -> Dict[str, Tuple[Any, ParamSpec]]:
+    """Return the node's parameters, name -> (default, spec), with the shipped defaults.
+
+    The keyframe keys take their defaults from ``config/keyframes.yaml``; the per-class
+    ``class_weights.<Class>`` parameters, declared once the class set is known, are not listed.
+    """
+    defaults = load_keyframe_config()
+    return {**NODE_PARAMETERS,
+            **{name: (defaults[name], spec) for name, spec in KEYFRAME_PARAMETERS.items()}}
+
+
 def class_weight_parameter(class_name: str) -> str:
     """Return the parameter name of a class's weight: ``class_weights.<Name>``.
 

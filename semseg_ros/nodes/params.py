@@ -6,10 +6,11 @@ allowed values) and declare it with :func:`declare`, which turns rclpy's refusal
 the parameter's own type, and a real-valued parameter accepts integers here (dynamic typing,
 so that ``300`` in a params file means 300.0); :meth:`ParamSpec.invalid_reason` therefore
 checks type, range and allowed values itself, at start-up and on every change.
+:func:`parameter_table` renders the same declarations as the README's parameter tables.
 """
 
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
@@ -105,3 +106,74 @@ def check_changes(parameters: Iterable, specs: Mapping[str, Tuple[Any, ParamSpec
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
     return SetParametersResult(successful=True)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2 ** 32 \
+        else f'{value:g}'
+
+
+def _markdown_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return f'`{str(value).lower()}`'
+    if isinstance(value, str):
+        return f'`{value}`' if value else "`''`"
+    if isinstance(value, list):
+        return '`[' + ', '.join(map(str, value)) + ']`'
+    return f'`{value!r}`'
+
+
+def parameter_table(parameters: Mapping[str, Tuple[Any, ParamSpec]]) -> str:
+    """Return the Markdown table of a node's parameters, generated from their declarations.
+
+    One row per parameter: name, default, read-only, range or choices, description.
+    """
+    rows = ['| parameter | default | read-only | range | meaning |', '|---|---|---|---|---|']
+    for name, (default, spec) in parameters.items():
+        if spec.choices:
+            valid = ', '.join(spec.choices)
+        elif spec.limits is not None:
+            valid = f'{_number(spec.limits[0])} .. {_number(spec.limits[1])}'
+        else:
+            valid = ''
+        rows.append(f'| `{name}` | {_markdown_value(default)} | '
+                    f'{"yes" if spec.read_only else "no"} | {valid} | '
+                    f'{spec.description.replace("|", "/")} |')
+    return '\n'.join(rows)
+
+
+def replace_generated(text: str, key: str, table: str) -> str:
+    """Return ``text`` with the block between ``<!-- key -->`` and ``<!-- /key -->`` replaced.
+
+    Raises:
+        ValueError: The markers are missing.
+    """
+    start, end = f'<!-- {key} -->\n', f'<!-- /{key} -->'
+    if start not in text or end not in text.split(start, 1)[-1]:
+        raise ValueError(f'no {start.strip()} ... {end} block')
+    head, rest = text.split(start, 1)
+    return head + start + table + '\n' + end + rest.split(end, 1)[1]
+
+
+def readme_tables() -> Dict[str, str]:
+    """Return the README's generated blocks: marker key -> parameter table of each node."""
+    from semseg_ros.nodes import keyframe_node, segmentation_node
+    return {'segmentation_node parameters': parameter_table(segmentation_node.node_parameters()),
+            'keyframe_node parameters': parameter_table(keyframe_node.node_parameters())}
+
+
+def main(argv=None) -> int:
+    """Rewrite the generated parameter tables in the Markdown files given (README.md, docs/)."""
+    import sys
+    from pathlib import Path
+    for path in map(Path, argv if argv is not None else sys.argv[1:]):
+        text = path.read_text()
+        for key, table in readme_tables().items():
+            if f'<!-- {key} -->' in text:
+                text = replace_generated(text, key, table)
+        path.write_text(text)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
