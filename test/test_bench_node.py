@@ -66,14 +66,15 @@ def test_node_bench_refuses_bad_options(argv, message, capsys):
 
 def test_node_that_fails_to_start_is_reported_with_its_output():
     """A node refusing its parameters ends the benchmark with the node's own FATAL line."""
+    from semseg_ros.core.segmenter import SegmenterConfig
     from semseg_ros.live.node_bench import gradient_frame, NodeBenchConfig, time_node
 
     class BadConfig(NodeBenchConfig):
         def node_arguments(self):
             return super().node_arguments() + ['-p', 'overlay_alpha:=5.0']
 
-    config = BadConfig(weights='none', backend='torch', width=128, height=64, rate_hz=5,
-                       frames=4, warmup=1)
+    config = BadConfig(SegmenterConfig(weights='none', backend='torch', input_width=128,
+                                       input_height=64), rate_hz=5, frames=4, warmup=1)
     with pytest.raises(RuntimeError) as failed:
         time_node(config, gradient_frame(160, 120))
     assert 'the segmentation node did not start' in str(failed.value)

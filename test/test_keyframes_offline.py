@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from semseg_ros.cli import main as semseg_main
+from semseg_ros.commands.keyframes import main
 from semseg_ros.keyframes.config import load_keyframe_config
-from semseg_ros.keyframes.offline import (main, matched_max_interval, OfflineError,
-                                          order_sequences, read_split)
+from semseg_ros.keyframes.offline import (matched_max_interval, OfflineError, order_sequences,
+                                          read_split)
 from semseg_ros.keyframes.scoring import FrameScore, KeyframeScorer
 
 FRAMES = 40

@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from semseg_ros.keyframes.offline import main as keyframes_main
+from semseg_ros.commands.keyframes import main as keyframes_main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / 'docs' / 'orbslam2.md'

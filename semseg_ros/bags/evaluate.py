@@ -16,7 +16,6 @@ one clock); on a ROS machine ``ros2 bag play`` + ``ros2 bag record`` make one to
 at the recorder's receipt), and this command evaluates either.
 """
 
-import argparse
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 import heapq
@@ -307,55 +306,9 @@ def _fill_timing(report: LiveReport, published: Dict[int, int],
     report.latency = report.latency_by_topic.get(topics.label_mask, latency_summary([]))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``semseg bag evaluate``'s options to a parser."""
-    parser.add_argument('recording', type=Path,
-                        help="bag with the camera topic and the nodes' outputs (e.g. from "
-                             '`semseg bag replay --out` or `ros2 bag record`)')
-    add_topic_arguments(parser)
-    parser.add_argument('--ground-truth', type=Path,
-                        help='the replayed bag, for its ground-truth labels when the '
-                             'recording lacks them')
-    parser.add_argument('--report', type=Path, help='also write the figures to this JSON file')
-
-
-def add_topic_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the camera, output and ground-truth topic options (shared with replay)."""
-    defaults = OutputTopics()
-    parser.add_argument('--topic', default=DEFAULT_TOPIC,
-                        help=f'camera topic (default {DEFAULT_TOPIC})')
-    parser.add_argument('--labels-topic', default=AUTO,
-                        help='ground-truth label topic; "auto" (default): '
-                             f'{DEFAULT_LABELS_TOPIC} if present, "" for none')
-    parser.add_argument('--label-mask-topic', default=defaults.label_mask,
-                        help=f'segmentation output (default {defaults.label_mask})')
-    parser.add_argument('--scores-topic', default=defaults.scores,
-                        help=f'keyframe scores (default {defaults.scores})')
-    parser.add_argument('--keyframe-topic', default=defaults.keyframe,
-                        help=f'keyframe stamps (default {defaults.keyframe})')
-    parser.add_argument('--class-set', default='camvid', help='class set (default camvid)')
-
-
-def topics_from_args(args: argparse.Namespace) -> OutputTopics:
-    """Return the OutputTopics named by :func:`add_topic_arguments`' options."""
-    return OutputTopics(label_mask=args.label_mask_topic, scores=args.scores_topic,
-                        keyframe=args.keyframe_topic)
-
-
 def write_json(path: Path, figures: Dict[str, object]) -> None:
     """Write figures as indented JSON atomically (temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.partial')
     tmp.write_text(json.dumps(figures, indent=2) + '\n')
     tmp.replace(path)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``semseg bag evaluate`` with parsed arguments."""
-    report = evaluate_recording(args.recording, args.topic, topics_from_args(args),
-                                args.ground_truth, args.labels_topic, args.class_set)
-    print('\n'.join(report.summary_lines()))
-    if args.report:
-        write_json(args.report, report.to_dict())
-        print(f'figures written to {args.report}')
-    return 0

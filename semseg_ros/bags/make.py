@@ -5,7 +5,6 @@ given, the label topic (mono8 class ids), so ground truth matches its image by s
 record time of each message is its stamp, as if a recorder had received it on time.
 """
 
-import argparse
 from dataclasses import dataclass, field
 import math
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from semseg_ros.bags.messages import COMPRESSED_ENCODINGS, ENCODINGS, labels_message, rgb_message
-from semseg_ros.bags.storage import BagWriter, FORMATS, IMAGE
+from semseg_ros.bags.storage import BagWriter, IMAGE
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.ppm', '.webp')
 DEFAULT_TOPIC = '/camera/image_raw'
@@ -221,43 +220,3 @@ def make_bag(frames: Sequence[Frame], out, rate: float, topic: str = DEFAULT_TOP
     size = sum(p.stat().st_size for p in Path(out).iterdir())
     return MakeSummary(Path(out), len(frames), counts, start_ns,
                        (len(frames) - 1) / rate, size)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``semseg bag make``'s options to a parser."""
-    parser.add_argument('--images', required=True, type=Path,
-                        help='folder of images (ordered by the frame numbers in their names) '
-                             'or a list file of "image [label]" lines')
-    parser.add_argument('--labels', type=Path,
-                        help='folder of ground-truth label images (8-bit class ids), one per '
-                             'image with the same file stem')
-    parser.add_argument('--rate', type=float, required=True, help='frame rate in Hz')
-    parser.add_argument('--topic', default=DEFAULT_TOPIC,
-                        help=f'image topic (default {DEFAULT_TOPIC}; jpeg/png go on '
-                             '<topic>/compressed)')
-    parser.add_argument('--labels-topic', default=DEFAULT_LABELS_TOPIC,
-                        help=f'ground-truth topic (default {DEFAULT_LABELS_TOPIC})')
-    parser.add_argument('--encoding', default='rgb8', choices=ENCODINGS,
-                        help='sensor_msgs/Image encoding, or jpeg/png for CompressedImage '
-                             '(default rgb8)')
-    parser.add_argument('--frame-id', default='camera', help='header frame_id (default camera)')
-    parser.add_argument('--start', type=float,
-                        help='stamp of the first frame in seconds since the epoch '
-                             '(default: now)')
-    parser.add_argument('--format', default='mcap', choices=tuple(FORMATS),
-                        help='storage format (default mcap)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
-    parser.add_argument('--out', required=True, type=Path, help='bag folder to create')
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``semseg bag make`` with parsed arguments; errors propagate to the caller."""
-    frames = collect_frames(args.images, args.labels)
-    start_ns = None if args.start is None else int(round(args.start * 1e9))
-    summary = make_bag(frames, args.out, args.rate, args.topic, args.labels_topic,
-                       args.encoding, args.frame_id, start_ns, args.format, args.overwrite)
-    topics = ', '.join(f'{t} ({n})' for t, n in summary.topics.items())
-    print(f'wrote {summary.path}: {summary.frames} frames at {args.rate:g} Hz '
-          f'({summary.duration_s:.2f} s), {args.format}, {summary.size_bytes / 1e6:.1f} MB; '
-          f'topics: {topics}')
-    return 0

@@ -17,7 +17,6 @@ only. With ground truth (``/camera/labels`` as ``semseg bag make --labels`` writ
 ``--labels-topic``) it reports mIoU and per-class IoU.
 """
 
-import argparse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 import time
@@ -25,17 +24,14 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from semseg_ros.bags.evaluate import (AUTO, DEFAULT_LABELS_TOPIC, OutputTopics, TruthMatcher,
-                                      write_json)
+from semseg_ros.bags.evaluate import AUTO, DEFAULT_LABELS_TOPIC, OutputTopics, TruthMatcher
 from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
                                       rgb_message, scores_message, stamp_ns)
 from semseg_ros.bags.storage import (BagError, BagWriter, check_distinct, deserialize,
-                                     DIAGNOSTIC_ARRAY, find_topic, FORMATS, has_topic, HEADER,
+                                     DIAGNOSTIC_ARRAY, find_topic, has_topic, HEADER,
                                      IMAGE, IMAGE_TYPES, message_count, read_messages, reading)
-from semseg_ros.core.backends import BACKENDS
 from semseg_ros.core.classes import colorize
-from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
-from semseg_ros.core.sizes import parse_size
+from semseg_ros.core.segmenter import Segmenter
 from semseg_ros.keyframes import KeyframePolicy, KeyframeScorer, load_keyframe_config
 from semseg_ros.messages.conversions import ImageConversionError
 
@@ -195,75 +191,3 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
     report.segment_ms = segment_ms / report.frames if report.frames else 0.0
     report.accuracy = matcher.result()
     return report
-
-
-def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the network options (model, weights, backend, size, threads)."""
-    parser.add_argument('--model', default='mininet_v2_cpu',
-                        help='network (default mininet_v2_cpu)')
-    parser.add_argument('--weights', default='shipped',
-                        help='weights file, "shipped" (default) or "none" (untrained)')
-    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
-    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    parser.add_argument('--size', type=parse_size, default=(512, 256),
-                        help='network input WxH (default 512x256)')
-    parser.add_argument('--threads', type=int, default=0,
-                        help='inference threads (default 0: all cores)')
-
-
-def segmenter_config(args: argparse.Namespace) -> SegmenterConfig:
-    """Return the SegmenterConfig of :func:`add_segmenter_arguments`' options."""
-    return SegmenterConfig(model=args.model, weights=args.weights, class_set=args.class_set,
-                           backend=args.backend, device=args.device,
-                           input_width=args.size[0], input_height=args.size[1],
-                           threads=args.threads)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``semseg bag process``'s options to a parser."""
-    parser.add_argument('bag', type=Path, help='input bag')
-    parser.add_argument('--topic', default='/camera/image_raw',
-                        help='image topic (default /camera/image_raw)')
-    add_segmenter_arguments(parser)
-    parser.add_argument('--class-set', default='camvid', help='class set (default camvid)')
-    parser.add_argument('--keyframes', action='store_true',
-                        help='also score frames and select keyframes')
-    parser.add_argument('--keyframe-config', type=Path,
-                        help='keyframe configuration (default: the shipped keyframes.yaml)')
-    parser.add_argument('--labels-topic', default=AUTO,
-                        help=f'ground-truth topic for mIoU; "auto" (default): '
-                             f'{DEFAULT_LABELS_TOPIC} if present; "" for none')
-    parser.add_argument('--no-copy-input', dest='copy_input', action='store_false',
-                        help='write only the results, not the input topics')
-    parser.add_argument('--format', default='mcap', choices=tuple(FORMATS),
-                        help='storage format of the output (default mcap)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
-    parser.add_argument('--report', type=Path, help='also write the figures to this JSON file')
-    parser.add_argument('--out', required=True, type=Path, help='bag folder to create')
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``semseg bag process`` with parsed arguments."""
-    check_distinct(args.bag, args.out)  # check the input and output before loading a network
-    with reading(args.bag) as reader:
-        find_topic(reader, args.topic, IMAGE_TYPES)
-    segmenter = Segmenter(segmenter_config(args))
-    report = process_bag(args.bag, args.out, segmenter, args.topic, args.labels_topic,
-                         args.keyframes, args.keyframe_config, args.copy_input,
-                         storage=args.format, overwrite=args.overwrite)
-    print(f'wrote {report.output}: {report.frames} frames in {report.seconds:.2f} s = '
-          f'{report.fps:.1f} FPS (segmentation {report.segment_ms:.1f} ms/frame)')
-    if report.bad_frames:
-        print(f'skipped {report.bad_frames} undecodable images')
-    if report.accuracy:
-        print(f'mIoU {report.accuracy["miou"]:.3f} over {report.accuracy["frames"]} frames; '
-              'per class: ' + ', '.join(
-                  f'{name} {"n/a" if iou is None else f"{iou:.3f}"}'
-                  for name, iou in report.accuracy['iou'].items()))
-    if args.keyframes:
-        print(f'{len(report.keyframes)} keyframes at frames '
-              + ', '.join(f'{k["index"]} ({k["reason"]})' for k in report.keyframes))
-    if args.report:
-        write_json(args.report, report.to_dict())
-        print(f'figures written to {args.report}')
-    return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 import sys
 from typing import List, Optional
 
+from semseg_ros.commands.options import add_segmenter_options, segmenter_config
 from semseg_ros.core import bench
 from semseg_ros.core.backends import BACKENDS, PRECISIONS
 from semseg_ros.core.files import write_text_atomic
@@ -31,14 +32,9 @@ def build_node_parser() -> argparse.ArgumentParser:
                     'the Segmenter alone, on the same frame and configuration.')
     parser.add_argument('--node', action='store_true', required=True,
                         help='measure the node (this mode)')
-    parser.add_argument('--model', default='mininet_v2_cpu', choices=list_models())
-    parser.add_argument('--weights', default='shipped',
-                        help="'shipped' (default), 'none' (untrained: same speed) or a file")
-    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
-    parser.add_argument('--precision', default='fp32', choices=PRECISIONS)
-    parser.add_argument('--size', type=parse_size, default=None,
-                        help="network input WxH (default: the model's paper size)")
-    parser.add_argument('--threads', type=int, default=0, help='inference threads (0: all)')
+    add_segmenter_options(parser, names=['model', 'weights', 'backend', 'precision', 'size',
+                                         'threads'], defaults={'size': None},
+                          helps={'weights': "('none': untrained, the same speed)"})
     parser.add_argument('--camera', type=parse_size, default=(640, 480),
                         help='camera frame WxH, rgb8 (default 640x480)')
     parser.add_argument('--image', type=Path,
@@ -67,9 +63,8 @@ def node_main(argv: List[str]) -> int:
     """Run ``semseg bench --node``; return the exit code."""
     parser = build_node_parser()
     args = parser.parse_args(argv)
-    if args.frames <= args.warmup or args.warmup < 0 or args.rate < 0 or args.threads < 0:
-        parser.error('--frames must exceed --warmup; --warmup, --rate and --threads must not '
-                     'be negative')
+    if args.frames <= args.warmup or args.warmup < 0 or args.rate < 0:
+        parser.error('--frames must exceed --warmup; --warmup and --rate must not be negative')
     if args.precision == 'int8' and args.backend != 'onnxruntime':
         parser.error('--precision int8 runs on the onnxruntime backend only')
     width, height = args.size or bench.DEFAULT_SIZES.get(args.model, (512, 256))
@@ -83,8 +78,7 @@ def node_main(argv: List[str]) -> int:
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from semseg_ros.live.node_bench import NodeBenchConfig, run
     config = NodeBenchConfig(
-        model=args.model, weights=args.weights, backend=args.backend,
-        precision=args.precision, width=width, height=height, threads=args.threads,
+        segmenter_config(args, input_width=width, input_height=height),
         camera_width=args.camera[0], camera_height=args.camera[1], rate_hz=args.rate,
         frames=args.frames, warmup=args.warmup, reliable=args.reliable)
     machine = bench.machine_description()
@@ -113,12 +107,66 @@ def node_main(argv: List[str]) -> int:
     return 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of ``semseg bench`` (the networks)."""
+    parser = argparse.ArgumentParser(
+        prog='semseg bench', description='Measure parameters, GMACs, latency, FPS and peak '
+        'memory of the networks, each (model, backend, precision) in a fresh process.',
+        epilog='semseg bench --node --help: the segmentation node end to end instead')
+    add_segmenter_options(
+        parser, names=['model', 'backend', 'precision', 'size', 'threads', 'weights'],
+        defaults={'model': 'all', 'size': None, 'weights': 'auto'},
+        extra_choices={'model': ('all',), 'backend': ('all',), 'precision': ('all',)},
+        helps={'precision': 'int8 runs on onnxruntime only.',
+               'weights': "'auto': shipped if present, else untrained."})
+    parser.add_argument('--runs', type=int, default=50, help='timed runs (default 50)')
+    parser.add_argument('--warmup', type=int, default=5, help='untimed runs first (default 5)')
+    parser.add_argument('--json', type=Path,
+                        help='also write the rows and the machine to this JSON file')
+    return parser
+
+
+def networks_main(argv: List[str]) -> int:
+    """Run ``semseg bench`` over the networks; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    models = list_models() if args.model == 'all' else [args.model]
+    backends = list(BACKENDS) if args.backend == 'all' else [args.backend]
+    precisions = list(PRECISIONS) if args.precision == 'all' else [args.precision]
+    if args.precision == 'int8' and 'onnxruntime' not in backends:
+        parser.error('--precision int8 runs on the onnxruntime backend only')
+    if args.runs < 1 or args.warmup < 0:
+        parser.error('--runs must be >= 1, --warmup >= 0')
+    machine = bench.machine_description()
+    print(f'machine: {machine}', flush=True)
+    rows, failures = [], 0
+    for model in models:
+        size = args.size or bench.DEFAULT_SIZES.get(model, (512, 256))
+        for backend in backends:
+            for precision in precisions:
+                if precision == 'int8' and backend != 'onnxruntime':
+                    continue  # no int8 PyTorch path; --precision all compares on onnxruntime
+                try:
+                    rows.append(bench.measure_isolated(model, backend, size, args.runs,
+                                                       args.warmup, args.threads,
+                                                       args.weights, precision))
+                except RuntimeError as error:
+                    failures += 1
+                    print(f'semseg bench: {model} on {backend} ({precision}) failed: {error}',
+                          file=sys.stderr)
+    if rows:
+        print(bench.format_table(rows))
+    if args.json:
+        write_text_atomic(args.json, json.dumps({'machine': machine, 'rows': rows}, indent=2))
+    return 1 if failures else 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``semseg bench`` (the networks) or ``semseg bench --node`` (the node)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if '--node' in argv:
         return node_main(argv)
-    return bench.main(argv)
+    return networks_main(argv)
 
 
 if __name__ == '__main__':

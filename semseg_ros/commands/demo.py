@@ -25,12 +25,13 @@ import numpy as np
 from semseg_ros.bags.evaluate import LiveReport, OutputTopics, write_json
 from semseg_ros.bags.make import collect_frames, make_bag
 from semseg_ros.bags.messages import image_stream, label_stream
+from semseg_ros.commands.options import add_segmenter_options
 from semseg_ros.core.classes import colorize, load_class_set, overlay
 from semseg_ros.core.files import write_png
-from semseg_ros.core.resources import shipped_weights
+from semseg_ros.core.resources import samples_dir, shipped_weights
 from semseg_ros.keyframes.offline import contact_sheet
 
-SAMPLE = Path(__file__).resolve().parent / 'data' / 'samples' / 'camvid_0016E5'
+SAMPLE = samples_dir() / 'camvid_0016E5'
 TOPIC = '/camera/image_raw'
 RATE_HZ = 15.0
 UNTRAINED_WARNING = (
@@ -151,22 +152,20 @@ def markdown_report(report: LiveReport, model: str, weights: str, warning: Optio
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     """Parse the demo's options."""
-    parser = argparse.ArgumentParser(prog='python -m semseg_ros.commands.demo',
+    parser = argparse.ArgumentParser(prog='semseg demo',
                                      description=__doc__.split('\n')[0])
     parser.add_argument('--out', type=Path, default=Path('demo_out'),
                         help='output folder (default demo_out/)')
     parser.add_argument('--frames', type=int, default=0,
                         help='use only the first N frames (default: all 48)')
-    parser.add_argument('--model', default='mininet_v2_cpu', help='network (default '
-                        'mininet_v2_cpu)')
     # One inference thread leaves the second core of a small machine to the replayer, the
     # keyframe node and DDS: measured on 2 busy cores, 7.3 FPS against 4.3 with two threads.
-    parser.add_argument('--threads', type=int, default=1,
-                        help='inference threads of the segmentation node (default 1; 0: all '
-                             'cores)')
-    parser.add_argument('--precision', choices=('fp32', 'int8'),
-                        help='graph precision (default: int8 for mininet_v2_cpu, as '
-                             'config/cpu_robot.yaml runs it; fp32 for the others)')
+    add_segmenter_options(parser, names=['model', 'threads', 'precision'],
+                          defaults={'threads': 1, 'precision': None},
+                          helps={'threads': 'Those of the segmentation node here.',
+                                 'precision': 'None: int8 for mininet_v2_cpu, as '
+                                              'config/cpu_robot.yaml runs it; fp32 for the '
+                                              'others.'})
     parser.add_argument('--rate-factor', type=float, default=1.0,
                         help='replay speed (default 1: real time, 15 Hz)')
     args = parser.parse_args(argv)

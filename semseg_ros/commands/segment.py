@@ -7,25 +7,17 @@ from typing import List, Optional
 
 import cv2
 
-from semseg_ros.core.backends import BACKENDS
+from semseg_ros.commands.options import add_segmenter_options, segmenter_config
 from semseg_ros.core.classes import colorize, overlay
 from semseg_ros.core.files import write_png
-from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
-from semseg_ros.core.sizes import parse_size
+from semseg_ros.core.segmenter import Segmenter
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run ``semseg segment``."""
     parser = argparse.ArgumentParser(prog='semseg segment', description=__doc__.split('\n')[0])
     parser.add_argument('images', nargs='+', type=Path, help='image files (PNG, JPEG...)')
-    parser.add_argument('--model', default='mininet_v2_cpu')
-    parser.add_argument('--weights', default='shipped',
-                        help='weights file, "shipped" (default) or "none" (untrained)')
-    parser.add_argument('--class-set', default='camvid')
-    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
-    parser.add_argument('--device', default='cpu', choices=('cpu', 'cuda'))
-    parser.add_argument('--size', type=parse_size, default=(512, 256),
-                        help='network input WxH (default 512x256)')
+    add_segmenter_options(parser)
     parser.add_argument('--alpha', type=float, default=0.5, help='overlay alpha (default 0.5)')
     parser.add_argument('--out', type=Path, default=Path('segment_out'),
                         help='output folder (default segment_out/)')
@@ -33,10 +25,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f'--alpha must be in [0, 1], got {args.alpha}')
     try:
-        segmenter = Segmenter(SegmenterConfig(
-            model=args.model, weights=args.weights, class_set=args.class_set,
-            backend=args.backend, device=args.device, input_width=args.size[0],
-            input_height=args.size[1]))
+        segmenter = Segmenter(segmenter_config(args))
     except (ValueError, FileNotFoundError) as error:
         print(f'semseg segment: {error}', file=sys.stderr)
         return 2

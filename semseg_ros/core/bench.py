@@ -1,26 +1,22 @@
-"""``semseg bench``: parameters, GMACs, latency, FPS and peak memory of the networks.
+"""Benchmarking the networks: parameters, GMACs, latency, FPS and peak memory.
 
 Each (model, backend, precision) runs in a fresh process, so thread settings and peak memory
 of one do not leak into the next. INT8 runs on ONNX Runtime only; its graph is built (and
 calibrated) before timing starts. Latency is the Segmenter's full ``segment()`` call on
 an image of the network's input size (pre-process, inference, post-process), with the
-inference stage reported on its own too.
+inference stage reported on its own too. ``semseg bench`` (:mod:`semseg_ros.commands.bench`)
+runs it.
 """
 
-import argparse
-import json
 import multiprocessing
 import platform
 import resource
-import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
-from semseg_ros.core.backends import BACKENDS, PRECISIONS
 from semseg_ros.core.latency import latency_summary, percentile
-from semseg_ros.core.sizes import parse_size
 
 # The paper resolutions the project's speed goals are stated at.
 DEFAULT_SIZES = {'mininet_v2_cpu': (512, 256), 'mininet_v2': (1024, 512),
@@ -120,70 +116,3 @@ def machine_description() -> str:
         pass
     return (f'{cpu}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, '
             f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}')
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run ``semseg bench``."""
-    from semseg_ros.models import list_models
-    parser = argparse.ArgumentParser(
-        prog='semseg bench', description=__doc__.split('\n')[0],
-        epilog='semseg bench --node --help: the segmentation node end to end instead')
-    parser.add_argument('--model', default='all',
-                        help=f'a model or "all" ({", ".join(list_models())})')
-    parser.add_argument('--backend', default='onnxruntime',
-                        help=f'{" | ".join(BACKENDS)} | all (default: onnxruntime)')
-    parser.add_argument('--precision', default='fp32',
-                        help=f'{" | ".join(PRECISIONS)} | all (default: fp32; int8 runs on '
-                             'onnxruntime only)')
-    parser.add_argument('--size', type=parse_size, default=None,
-                        help="network input WxH (default: each model's paper size)")
-    parser.add_argument('--runs', type=int, default=50, help='timed runs (default 50)')
-    parser.add_argument('--warmup', type=int, default=5, help='untimed runs first (default 5)')
-    parser.add_argument('--threads', type=int, default=0,
-                        help='CPU threads (default 0: all cores)')
-    parser.add_argument('--weights', default='auto',
-                        help='auto (shipped if present, else untrained) | shipped | none | FILE')
-    parser.add_argument('--json', help='also write the rows and the machine to this JSON file')
-    args = parser.parse_args(argv)
-    models = list_models() if args.model == 'all' else [args.model]
-    backends = list(BACKENDS) if args.backend == 'all' else [args.backend]
-    for model in models:
-        if model not in list_models():
-            parser.error(f'unknown model {model!r}; valid: {", ".join(list_models())}, all')
-    for backend in backends:
-        if backend not in BACKENDS:
-            parser.error(f'unknown backend {backend!r}; valid: {", ".join(BACKENDS)}, all')
-    precisions = list(PRECISIONS) if args.precision == 'all' else [args.precision]
-    for precision in precisions:
-        if precision not in PRECISIONS:
-            parser.error(f'unknown precision {precision!r}; valid: {", ".join(PRECISIONS)}, '
-                         'all')
-    if args.precision == 'int8' and 'onnxruntime' not in backends:
-        parser.error('--precision int8 runs on the onnxruntime backend only')
-    if args.runs < 1 or args.warmup < 0 or args.threads < 0:
-        parser.error('--runs must be >= 1, --warmup and --threads >= 0')
-    machine = machine_description()
-    print(f'machine: {machine}', flush=True)
-    rows, failures = [], 0
-    for model in models:
-        size = args.size or DEFAULT_SIZES.get(model, (512, 256))
-        for backend in backends:
-            for precision in precisions:
-                if precision == 'int8' and backend != 'onnxruntime':
-                    continue  # no int8 PyTorch path; --precision all compares on onnxruntime
-                try:
-                    rows.append(measure_isolated(model, backend, size, args.runs, args.warmup,
-                                                 args.threads, args.weights, precision))
-                except RuntimeError as error:
-                    failures += 1
-                    print(f'semseg bench: {model} on {backend} ({precision}) failed: {error}',
-                          file=sys.stderr)
-    if rows:
-        print(format_table(rows))
-    if args.json:
-        from pathlib import Path
-        out = Path(args.json)
-        tmp = out.with_name(out.name + '.part')
-        tmp.write_text(json.dumps({'machine': machine, 'rows': rows}, indent=2))
-        tmp.replace(out)
-    return 1 if failures else 0

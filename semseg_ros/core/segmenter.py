@@ -16,9 +16,10 @@ from typing import Dict, Optional
 import cv2
 import numpy as np
 
-from semseg_ros.core.backends import (BACKENDS, check_precision, OnnxGraphCache,
-                                      OnnxRuntimeBackend, TorchBackend)
+from semseg_ros.core.backends import (BACKENDS, check_precision, DEVICES, OnnxGraphCache,
+                                      OnnxRuntimeBackend, PRECISIONS, TorchBackend)
 from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.options import check_options, option
 from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.weights import load_weights, WeightsError
 from semseg_ros.models import check_input_size, create_model, list_models
@@ -32,38 +33,37 @@ SHIPPED, UNTRAINED = 'shipped', 'none'
 
 @dataclass
 class SegmenterConfig:
-    """Everything that defines a Segmenter.
+    """Everything that defines a Segmenter, each option declared once.
 
-    Attributes:
-        model: Registry name (``semseg_ros.models.list_models()``).
-        weights: A weights file, ``'shipped'`` (the package's CamVid weights) or ``'none'``
-            (untrained network: for benchmarks and tests only).
-        class_set: Class-set name or YAML path; its size must match the weights.
-        backend: ``'onnxruntime'`` (fastest on CPU; TensorRT/CUDA providers on a Jetson) or
-            ``'torch'``.
-        device: ``'cpu'`` or ``'cuda'`` (falls back to the CPU with a warning).
-        input_width: Network input width (a multiple of the model's input multiple).
-        input_height: Network input height.
-        threads: CPU threads for inference (0: the runtime's default, all cores).
-        fp16: Half precision where the hardware supports it (CUDA, TensorRT).
-        onnx_path: A deployment graph from ``semseg export`` to use instead of exporting.
-        precision: ``'fp32'`` (default) or ``'int8'``: a statically quantized graph, built on
-            first use next to the float one (onnxruntime backend only; about 1.5x faster
-            than fp32 for MiniNet-v2-cpu on a CPU with VNNI, labels agreeing on ~98% of
-            pixels; see the README).
+    The segmentation node's parameters, the commands' flags and the README's parameter table
+    are generated from these fields (:mod:`semseg_ros.core.options`). ``weights`` may be a
+    file, ``'shipped'`` (the package's CamVid weights) or ``'none'`` (untrained network: for
+    benchmarks and tests only); ``precision='int8'`` builds a statically quantized graph on
+    first use (onnxruntime backend only; about 1.5x faster than fp32 for MiniNet-v2-cpu on a
+    CPU with VNNI, see docs/cpu_inference.md).
     """
 
-    model: str = 'mininet_v2_cpu'
-    weights: str = SHIPPED
-    class_set: str = 'camvid'
-    backend: str = 'onnxruntime'
-    device: str = 'cpu'
-    input_width: int = 512
-    input_height: int = 256
-    threads: int = 0
-    fp16: bool = False
-    onnx_path: str = ''
-    precision: str = 'fp32'
+    model: str = option('mininet_v2_cpu', 'Segmentation network (registry name).',
+                        choices=tuple(list_models()))
+    weights: str = option(SHIPPED, "Weights: 'shipped' (the package's CamVid weights), 'none' "
+                          '(untrained network, for tests only) or a weights file path.')
+    class_set: str = option('camvid', 'Class set (shipped name or YAML path); its size must '
+                            'match the weights.')
+    backend: str = option('onnxruntime', 'Inference runtime.', choices=BACKENDS)
+    device: str = option('cpu', 'Inference device; cuda falls back to the CPU with a warning '
+                         'when it is not available.', choices=DEVICES)
+    input_width: int = option(512, "Network input width in pixels (a multiple of the model's "
+                              'input multiple).', limits=(8, 8192))
+    input_height: int = option(256, 'Network input height in pixels.', limits=(8, 8192))
+    threads: int = option(0, 'CPU inference threads (0: the runtime default).',
+                          limits=(0, 256))
+    fp16: bool = option(False, 'Half precision where the device supports it (CUDA, '
+                        'TensorRT).')
+    onnx_path: str = option('', 'A graph from `semseg export` to run instead of exporting one '
+                            '(onnxruntime backend).')
+    precision: str = option('fp32', "Numeric precision of the graph: 'fp32', or 'int8' "
+                            '(statically quantized, built and calibrated on first use; '
+                            'onnxruntime backend only).', choices=PRECISIONS)
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and its valid values."""
@@ -77,6 +77,7 @@ class SegmenterConfig:
         if self.threads < 0:
             raise ValueError(f'threads must be >= 0, got {self.threads}')
         check_precision(self.precision, self.backend)
+        check_options(self)
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """Keyframe-selection configuration: one flat YAML file, validated key by key.
 
 The shipped file is ``config/keyframes.yaml`` (commented, one entry per key). A configuration
-is a plain ``dict`` with exactly the keys of :data:`CONFIG_KEYS`; ``class_weights`` is the only
-nested value (class name -> weight). For ROS parameters, :func:`flatten_keyframe_config` turns
-it into ``class_weights.<ClassName>`` entries and :func:`validate_keyframe_config` accepts that
-dotted form back, so a node can declare every key as a parameter, read them all and validate::
+is a plain ``dict`` with exactly the keys of :data:`CONFIG_KEYS`, each declared once in
+``_KEYS`` with its checker and its :class:`~semseg_ros.core.options.Option` (description,
+range, read-only), from which the keyframe node's parameters are generated;
+``class_weights`` is the only nested value (class name -> weight). For ROS parameters,
+:func:`flatten_keyframe_config` turns it into ``class_weights.<ClassName>`` entries and
+:func:`validate_keyframe_config` accepts that dotted form back, so a node can declare every
+key as a parameter, read them all and validate::
 
     config = load_keyframe_config()                  # shipped defaults
     config = load_keyframe_config('my_robot.yaml')   # a complete file of one's own
@@ -12,11 +15,13 @@ dotted form back, so a node can declare every key as a parameter, read them all 
 """
 
 from pathlib import Path
+import sys
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import yaml
 
 from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.options import Option
 from semseg_ros.core.resources import config_dir
 
 NOVELTY_METRICS = ('intersection', 'hellinger')
@@ -25,7 +30,11 @@ WEIGHT_KEYS = ('weight_quality', 'weight_semantic', 'weight_diversity', 'weight_
 
 
 def _number(low: float, high: float, low_open: bool = False, high_open: bool = False):
-    """Return a checker for a real number in a range (ints accepted, bools not)."""
+    """Return a checker for a real number in a range (ints accepted, bools not).
+
+    The checker's ``limits`` is the closed range a ROS descriptor can state (an infinite bound
+    as the largest float); the checker itself also refuses an open bound.
+    """
     def check(value):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None, 'a number'
@@ -36,6 +45,8 @@ def _number(low: float, high: float, low_open: bool = False, high_open: bool = F
             return None, (f'a number in {"(" if low_open else "["}{low}, {high}'
                           f'{")" if high_open else "]"}')
         return value, None
+    check.limits = (low, min(high, sys.float_info.max))
+    check.open_ends = (low_open, high_open)
     return check
 
 
@@ -48,6 +59,7 @@ def _integer(low: int, high: int):
         if not low <= int(value) <= high:
             return None, f'an integer in [{low}, {high}]'
         return int(value), None
+    check.limits = (low, high)
     return check
 
 
@@ -88,40 +100,85 @@ def _weight_map(value):
     return weights, None
 
 
+def _key(check: Callable[[Any], Tuple[Any, Optional[str]]], description: str,
+         read_only: bool = False, choices: Tuple[str, ...] = ()):
+    """Declare one key: its checker and its :class:`Option` (range taken from the checker)."""
+    return check, Option(description, read_only=read_only,
+                         limits=getattr(check, 'limits', None), choices=choices,
+                         open_ends=getattr(check, 'open_ends', (False, False)))
+
+
 _UNIT = _number(0.0, 1.0)
 _INF = float('inf')
+_WEIGHT = _number(0.0, _INF, high_open=True)
+_POLICY = 'Selection policy (fixed at start-up: changing it would restart the sequence). '
 
+# Every key, declared once: checker (YAML and parameter validation) and option (the keyframe
+# node's ParameterDescriptor, the docs' parameter table). Scoring keys can change at run time.
+_KEYS = {
+    'class_set': _key(_string, 'Class set of the label ids: a shipped name (camvid, '
+                      'cityscapes) or a class-set YAML path.', read_only=True),
+    'class_weights': _key(_weight_map, 'Semantic weight per class name (0: useless to SLAM, '
+                          '1: most useful); the node has one class_weights.<Class> parameter '
+                          'per class.'),
+    'default_class_weight': _key(_UNIT, 'Semantic weight of classes the config file does not '
+                                 'name (in the node every class has its own '
+                                 'class_weights.<Class> parameter, which this only '
+                                 'initialises).'),
+    'confidence_weighting': _key(_boolean, 'With a confidence map, each pixel counts '
+                                 'confidence/255 of its class weight.'),
+    'dynamic_classes': _key(_name_list, 'Names of the classes that move: they lower the score '
+                            'and form ~/dynamic_mask.'),
+    'dynamic_dilation_px': _key(_integer(0, 255), 'Growth of ~/dynamic_mask in pixels (disc '
+                                'radius).'),
+    'label_stride': _key(_integer(1, 64), 'Class histograms count every label_stride-th row '
+                         'and column.'),
+    'sharpness_scale': _key(_number(0.0, _INF, low_open=True, high_open=True),
+                            'Variance of the Laplacian at which sharpness is 0.5 (> 0; depends '
+                            'on resolution).'),
+    'dark_level': _key(_integer(0, 254), 'Grey levels <= this count as crushed black.'),
+    'bright_level': _key(_integer(1, 255), 'Grey levels >= this count as burnt white.'),
+    'max_clipped_fraction': _key(_number(0.0, 1.0, low_open=True), 'Clipped fraction at which '
+                                 'exposure drops to 0.'),
+    'target_brightness': _key(_number(0.0, 1.0, low_open=True, high_open=True),
+                              'Mean grey level (0..1) of the best exposure.'),
+    'novelty_grid': _key(_integer(1, 16), 'Novelty compares class histograms on an N x N grid '
+                         'of cells.', read_only=True),
+    'novelty_metric': _key(_metric, 'Histogram distance of the novelty term.', read_only=True,
+                           choices=NOVELTY_METRICS),
+    'weight_quality': _key(_WEIGHT, 'Weight of quality (sharpness x exposure) in the total.'),
+    'weight_semantic': _key(_WEIGHT, 'Weight of the semantic coverage in the total.'),
+    'weight_diversity': _key(_WEIGHT, 'Weight of the class diversity in the total.'),
+    'weight_novelty': _key(_WEIGHT, 'Weight of the novelty in the total.'),
+    'weight_static': _key(_WEIGHT, 'Weight of 1 - dynamic fraction in the total.'),
+    'min_gap_frames': _key(_integer(1, 1_000_000), _POLICY + 'Fewest frames between '
+                           'keyframes.', read_only=True),
+    'max_gap_frames': _key(_integer(1, 1_000_000), _POLICY + 'A keyframe is forced after this '
+                           'many frames.', read_only=True),
+    'min_gap_s': _key(_number(0.0, _INF, high_open=True), _POLICY + 'Fewest seconds between '
+                      'keyframes.', read_only=True),
+    'max_gap_s': _key(_number(0.0, _INF, low_open=True, high_open=True), _POLICY + 'A keyframe '
+                      'is forced after this many seconds.', read_only=True),
+    'window_frames': _key(_integer(0, 1_000_000), _POLICY + 'The best candidate is confirmed '
+                          'once this many newer frames did not beat it (the most a decision '
+                          'is late; 0 = greedy).', read_only=True),
+    'novelty_threshold': _key(_number(0.0, 1.0, low_open=True), _POLICY + 'Novelty that makes '
+                              'an immediate keyframe.', read_only=True),
+    'quality_floor': _key(_UNIT, _POLICY + 'Frames of lower quality are chosen only when the '
+                          'maximum gap forces it.', read_only=True),
+    'min_shared_features': _key(_integer(0, 100_000), _POLICY + 'Visual-overlap mode when > 0 '
+                                '(needs use_image): a keyframe is due once the newest frame '
+                                'shares fewer verified static ORB correspondences with the '
+                                'last keyframe. 0: novelty and window rules.', read_only=True),
+    'orb_features': _key(_integer(8, 100_000), _POLICY + 'ORB features per frame for the '
+                         'visual overlap.', read_only=True),
+}
 # Key -> checker returning (normalised value, None) or (None, what was expected).
 CONFIG_KEYS: Dict[str, Callable[[Any], Tuple[Any, Optional[str]]]] = {
-    'class_set': _string,
-    'class_weights': _weight_map,
-    'default_class_weight': _UNIT,
-    'confidence_weighting': _boolean,
-    'dynamic_classes': _name_list,
-    'dynamic_dilation_px': _integer(0, 255),
-    'label_stride': _integer(1, 64),
-    'sharpness_scale': _number(0.0, _INF, low_open=True, high_open=True),
-    'dark_level': _integer(0, 254),
-    'bright_level': _integer(1, 255),
-    'max_clipped_fraction': _number(0.0, 1.0, low_open=True),
-    'target_brightness': _number(0.0, 1.0, low_open=True, high_open=True),
-    'novelty_grid': _integer(1, 16),
-    'novelty_metric': _metric,
-    'weight_quality': _number(0.0, _INF, high_open=True),
-    'weight_semantic': _number(0.0, _INF, high_open=True),
-    'weight_diversity': _number(0.0, _INF, high_open=True),
-    'weight_novelty': _number(0.0, _INF, high_open=True),
-    'weight_static': _number(0.0, _INF, high_open=True),
-    'min_gap_frames': _integer(1, 1_000_000),
-    'max_gap_frames': _integer(1, 1_000_000),
-    'min_gap_s': _number(0.0, _INF, high_open=True),
-    'max_gap_s': _number(0.0, _INF, low_open=True, high_open=True),
-    'window_frames': _integer(0, 1_000_000),
-    'novelty_threshold': _number(0.0, 1.0, low_open=True),
-    'quality_floor': _UNIT,
-    'min_shared_features': _integer(0, 100_000),
-    'orb_features': _integer(8, 100_000),
-}
+    name: check for name, (check, _) in _KEYS.items()}
+# Key -> option, for every key that is one ROS parameter (class_weights is one per class).
+KEYFRAME_OPTIONS: Dict[str, Option] = {
+    name: spec for name, (_, spec) in _KEYS.items() if name != 'class_weights'}
 
 
 def default_keyframe_config_path() -> Path:

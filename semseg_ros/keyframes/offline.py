@@ -1,4 +1,4 @@
-"""``semseg keyframes``: select keyframes offline over image sequences and compare with baselines.
+"""Keyframe selection offline over image sequences, compared with baselines (``semseg keyframes``).
 
 Reads a split list (``<data-root>/<split>.txt``, lines ``image label`` relative to the data
 root, CamVid's layout), orders each sequence by the frame number in its file names
@@ -33,12 +33,11 @@ Example::
 
 import argparse
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import io
 import json
 from pathlib import Path
 import re
-import shlex
 import sys
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -47,11 +46,9 @@ import numpy as np
 from tqdm import tqdm
 import yaml
 
-from semseg_ros.core.backends import BACKENDS
 from semseg_ros.core.classes import colorize, overlay
 from semseg_ros.core.files import write_png
-from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
-from semseg_ros.core.sizes import parse_size
+from semseg_ros.core.segmenter import Segmenter
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 from semseg_ros.keyframes.downstream import (downstream_measures, DownstreamOptions, PairCache,
                                              plot_sweep)
@@ -211,13 +208,11 @@ class FrameLabeller:
         self.ground_truth = args.labels == 'ground-truth'
         self.segmenter = None
         if not self.ground_truth:
+            config = replace(args.segmenter, class_set=class_set_name)
             try:
-                self.segmenter = Segmenter(SegmenterConfig(
-                    model=args.model, weights=args.weights, class_set=class_set_name,
-                    backend=args.backend, input_width=args.size[0], input_height=args.size[1],
-                    threads=args.threads))
+                self.segmenter = Segmenter(config)
             except (ValueError, OSError) as error:
-                raise OfflineError(f'cannot load {args.model}: {error}') from error
+                raise OfflineError(f'cannot load {config.model}: {error}') from error
 
     def __call__(self, data_root: Path, entry: SplitEntry, rgb: np.ndarray
                  ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -564,78 +559,6 @@ def contact_sheet(tiles: Sequence[Tuple[np.ndarray, Sequence[str]]], columns: in
     return sheet
 
 
-def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog='semseg keyframes', description=__doc__.split('\n')[0],
-        epilog='Example: semseg keyframes --data-root /data/camvid --split val '
-               '--labels ground-truth --out kf_val')
-    parser.add_argument('--data-root', type=Path, required=True,
-                        help='data set folder holding <split>.txt (CamVid layout)')
-    parser.add_argument('--split', default='val', help='split list name (default val)')
-    parser.add_argument('--model', default='mininet_v2_cpu',
-                        help='segmentation network for --labels predicted '
-                             '(default mininet_v2_cpu)')
-    parser.add_argument('--weights', default='shipped',
-                        help='weights file, "shipped" (default) or "none" (untrained network: '
-                             'exercises the path, meaningless figures)')
-    parser.add_argument('--labels', choices=('predicted', 'ground-truth'), default='predicted',
-                        help="'predicted' (default): run the network; 'ground-truth': the data "
-                             "set's label PNGs (checks the selection itself)")
-    parser.add_argument('--backend', default='onnxruntime', choices=BACKENDS)
-    parser.add_argument('--threads', type=int, default=0,
-                        help='CPU inference threads (0: the runtime default)')
-    parser.add_argument('--size', type=parse_size, default=(512, 256),
-                        help='network input WxH (default 512x256)')
-    parser.add_argument('--every', type=int, default=1,
-                        help='use every K-th frame of each sequence (default 1)')
-    parser.add_argument('--max-frames', type=int, default=None,
-                        help='use at most N frames in all (default: every frame)')
-    parser.add_argument('--fps', type=float, default=30.0,
-                        help='frame-number rate for the stamps (default 30, CamVid video)')
-    parser.add_argument('--config', type=Path, default=None,
-                        help='keyframe configuration YAML (default: the shipped '
-                             'config/keyframes.yaml)')
-    parser.add_argument('--set', metavar='KEY=VALUE', action='append', default=[],
-                        help='override one key of the keyframe configuration (YAML value), '
-                             'e.g. --set min_gap_frames=2; repeatable')
-    parser.add_argument('--sheet-overlay', type=float, default=0.0,
-                        help='colour-mask weight on the contact sheet thumbnails (0 = none)')
-    parser.add_argument('--sequences', type=lambda t: [w for w in t.split(',') if w],
-                        default=[], help='comma-separated sequences of the split to use '
-                        '(default: all)')
-    parser.add_argument('--min-inliers', type=int, default=50,
-                        help='downstream: verified ORB inliers for two frames to match '
-                             "(default 50, ORB-SLAM2's relocalisation minimum)")
-    parser.add_argument('--orb-features', type=int, default=1000,
-                        help='downstream: ORB features per frame (default 1000)')
-    parser.add_argument('--neighbours', type=int, default=2,
-                        help='downstream: nearest keyframes a frame is tried against '
-                             '(default 2)')
-    parser.add_argument('--sweep', type=lambda t: [int(w) for w in t.split(',') if w],
-                        default=list(DEFAULT_SWEEP),
-                        help='min_shared_features values for the recall-against-keyframes '
-                             'curve (default ' + ','.join(map(str, DEFAULT_SWEEP))
-                             + '; empty: none)')
-    parser.add_argument('--out', type=Path, required=True, help='output folder')
-    args = parser.parse_args(argv)
-    for name in ('min_inliers', 'orb_features', 'neighbours'):
-        if getattr(args, name) < (8 if name == 'orb_features' else 1):
-            parser.error(f'--{name.replace("_", "-")} is too small: {getattr(args, name)}')
-    if any(v < 1 for v in args.sweep):
-        parser.error(f'--sweep values must be >= 1, got {args.sweep}')
-    if args.every < 1:
-        parser.error(f'--every must be >= 1, got {args.every}')
-    if args.max_frames is not None and args.max_frames < 1:
-        parser.error(f'--max-frames must be >= 1, got {args.max_frames}')
-    if not args.fps > 0:
-        parser.error(f'--fps must be positive, got {args.fps}')
-    if not 0.0 <= args.sheet_overlay <= 1.0:
-        parser.error(f'--sheet-overlay must be in [0, 1], got {args.sheet_overlay}')
-    if args.threads < 0:
-        parser.error(f'--threads must be >= 0, got {args.threads}')
-    return args
-
-
 def _configuration(path: Optional[Path], overrides: Sequence[str]) -> Dict[str, Any]:
     """Load the keyframe configuration and apply ``KEY=VALUE`` overrides (validated)."""
     try:
@@ -780,17 +703,3 @@ def _write_outputs(args, sequences, decisions, report, summary) -> None:
         tmp.replace(out / 'recall_vs_keyframes.png')
     _write_text(out / 'report.json', json.dumps(summary, indent=2) + '\n')
     _write_text(out / 'report.md', report)  # last: a complete report means complete outputs
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run ``semseg keyframes``; return 0, or 2 on bad input (message on stderr)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parse_args(argv)
-    command = 'semseg keyframes ' + ' '.join(shlex.quote(str(w)) for w in argv)
-    try:
-        report, _ = run(args, command)
-    except OfflineError as error:
-        print(f'semseg keyframes: {error}', file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(report)
-    return 0

@@ -15,10 +15,8 @@ the nodes it starts use the package's Fast DDS profile for camera-size images
 (:mod:`semseg_ros.live.dds`).
 """
 
-import argparse
 from dataclasses import dataclass, field
 import importlib
-import os
 from pathlib import Path
 import shutil
 import signal
@@ -36,12 +34,10 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tqdm import tqdm
 
-from semseg_ros.bags.evaluate import (add_topic_arguments, AUTO, evaluate_recording,
-                                      LiveReport, OutputTopics, topics_from_args, write_json)
+from semseg_ros.bags.evaluate import AUTO, evaluate_recording, LiveReport, OutputTopics
 from semseg_ros.bags.messages import header_stamp_ns
-from semseg_ros.bags.process import add_segmenter_arguments, segmenter_config
 from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
-                                     FORMATS, IMAGE, IMAGE_TYPES, read_messages, reading)
+                                     IMAGE, IMAGE_TYPES, read_messages, reading)
 from semseg_ros.live.dds import large_image_profile, node_environment
 from semseg_ros.live.node_processes import parameter_arguments, wait_until
 
@@ -413,65 +409,3 @@ def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: Bag
         rclpy.try_shutdown(context=context)
         spinner.join(timeout=5.0)
     return sent
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``semseg bag replay``'s options to a parser."""
-    parser.add_argument('bag', type=Path, help='bag to replay')
-    add_topic_arguments(parser)
-    parser.add_argument('--rate-factor', type=float, default=1.0,
-                        help='playback speed, 2 = twice as fast as recorded (default 1)')
-    parser.add_argument('--launch-nodes', action=argparse.BooleanOptionalAction, default=True,
-                        help='start the segmentation node (and with --keyframes the keyframe '
-                             'node) as subprocesses; --no-launch-nodes uses running nodes '
-                             '(default: launch)')
-    parser.add_argument('--keyframes', action='store_true',
-                        help='also start the keyframe node and record its outputs')
-    add_segmenter_arguments(parser)
-    parser.add_argument('--out', type=Path,
-                        help='keep the recording (inputs and outputs) as this bag')
-    parser.add_argument('--format', default='mcap', choices=tuple(FORMATS),
-                        help='storage format of the recording (default mcap)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing bag')
-    parser.add_argument('--report', type=Path, help='also write the figures to this JSON file')
-    parser.add_argument('--wait', type=float, default=DEFAULT_WAIT_S,
-                        help=f'seconds to wait for the nodes (default {DEFAULT_WAIT_S:.0f})')
-    parser.add_argument('--log-dir', type=Path, help="keep the launched nodes' logs here")
-
-
-def launch_options(args: argparse.Namespace) -> Optional[LaunchOptions]:
-    """Return the LaunchOptions of the parsed arguments (None with --no-launch-nodes)."""
-    if not args.launch_nodes:
-        return None
-    segmenter_config(args).validate()  # a bad model or size fails here, not in a subprocess
-    weights = args.weights
-    if weights not in ('shipped', 'none'):
-        if not Path(weights).is_file():
-            raise ValueError(f'weights file not found: {weights}')
-        weights = str(Path(weights).resolve())
-    params = {'model': args.model, 'weights': weights, 'class_set': args.class_set,
-              'backend': args.backend, 'device': args.device, 'input_width': args.size[0],
-              'input_height': args.size[1], 'threads': args.threads}
-    return LaunchOptions(segmentation_params=params, keyframes=args.keyframes,
-                         log_dir=args.log_dir)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``semseg bag replay`` with parsed arguments (1 if the live run failed)."""
-    if args.launch_nodes:
-        # Nodes started here talk to this process only; keep their DDS traffic on loopback.
-        os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    try:
-        report = replay_bag(args.bag, args.topic, args.out, args.rate_factor,
-                            launch_options(args), topics_from_args(args), args.labels_topic,
-                            args.class_set, args.format, args.overwrite, args.wait)
-    except ReplayError as error:
-        print(f'semseg bag replay: {error}', file=sys.stderr)
-        return 2 if error.exit_code == 2 else 1  # 2: a node refused its configuration
-    print('\n'.join(report.summary_lines()))
-    if args.out:
-        print(f'recording written to {args.out}')
-    if args.report:
-        write_json(args.report, report.to_dict())
-        print(f'figures written to {args.report}')
-    return 0

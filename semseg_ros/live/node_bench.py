@@ -13,7 +13,7 @@ unless ``FASTDDS_DEFAULT_PROFILES_FILE`` names another. ``reliable`` measures re
 """
 
 import array
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 import os
 from pathlib import Path
 import signal
@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from semseg_ros.core.latency import latency_summary
+from semseg_ros.core.options import declared_options
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.live.dds import large_image_profile, node_environment, profile_file
 from semseg_ros.live.node_processes import parameter_arguments, wait_until
@@ -48,13 +49,7 @@ class NodeBenchConfig:
     """One node benchmark.
 
     Attributes:
-        model: Registry name.
-        weights: ``shipped``, ``none`` (untrained: same speed) or a weights file.
-        backend: ``onnxruntime`` or ``torch``.
-        precision: ``fp32`` or ``int8``.
-        width: Network input width.
-        height: Network input height.
-        threads: Inference threads (0: all cores).
+        segmenter: The Segmenter both measurements run (the node gets it as parameters).
         camera_width: Width of the published rgb8 frames.
         camera_height: Height of the published rgb8 frames.
         rate_hz: Frames per second published (0: half what the Segmenter alone manages, so
@@ -64,13 +59,7 @@ class NodeBenchConfig:
         reliable: Reliable camera and subscription instead of best effort.
     """
 
-    model: str = 'mininet_v2_cpu'
-    weights: str = 'shipped'
-    backend: str = 'onnxruntime'
-    precision: str = 'fp32'
-    width: int = 512
-    height: int = 256
-    threads: int = 0
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
     camera_width: int = 640
     camera_height: int = 480
     rate_hz: float = 0.0
@@ -78,18 +67,12 @@ class NodeBenchConfig:
     warmup: int = 20
     reliable: bool = False
 
-    def segmenter_config(self) -> SegmenterConfig:
-        """Return the Segmenter configuration both measurements use."""
-        return SegmenterConfig(model=self.model, weights=self.weights, backend=self.backend,
-                               input_width=self.width, input_height=self.height,
-                               threads=self.threads, precision=self.precision)
-
     def node_arguments(self) -> List[str]:
         """Return the node's ``--ros-args`` for this configuration."""
-        parameters = {'model': self.model, 'weights': self.weights, 'backend': self.backend,
-                      'precision': self.precision, 'input_width': self.width,
-                      'input_height': self.height, 'threads': self.threads,
-                      'qos_reliability': 'reliable' if self.reliable else 'best_effort'}
+        parameters = {name: getattr(self.segmenter, name)
+                      for name, (default, _) in declared_options(SegmenterConfig).items()
+                      if getattr(self.segmenter, name) != default}
+        parameters['qos_reliability'] = 'reliable' if self.reliable else 'best_effort'
         return ['--ros-args', '-r', f'__node:={NODE_NAME}', '-r', f'image:={CAMERA_TOPIC}',
                 *parameter_arguments(parameters)]
 
@@ -103,7 +86,7 @@ def gradient_frame(width: int, height: int) -> np.ndarray:
 def time_segmenter(config: NodeBenchConfig, frame: np.ndarray
                    ) -> Tuple[List[float], Dict[str, Any]]:
     """Time ``Segmenter.segment`` on ``frame`` here; return ms per counted call and its info."""
-    segmenter = Segmenter(config.segmenter_config())
+    segmenter = Segmenter(config.segmenter)
     times = []
     for index in range(config.frames):
         start = time.perf_counter()
@@ -239,8 +222,9 @@ def run(config: NodeBenchConfig, frame: Optional[np.ndarray] = None,
     model_ms, info = time_segmenter(config, frame)
     if not config.rate_hz:
         config.rate_hz = round(500.0 / float(np.median(model_ms)), 1)
-    report(f'{config.model} on {config.backend} ({config.precision}) at '
-           f'{config.width}x{config.height}, camera {config.camera_width}x'
+    wanted = config.segmenter
+    report(f'{wanted.model} on {wanted.backend} ({wanted.precision}) at '
+           f'{wanted.input_width}x{wanted.input_height}, camera {config.camera_width}x'
            f'{config.camera_height} rgb8 at {config.rate_hz:g} Hz, '
            f'{"reliable" if config.reliable else "best-effort"} QoS, Fast DDS profile '
            f'{profile_file()}; providers '

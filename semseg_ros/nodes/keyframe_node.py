@@ -45,12 +45,13 @@ from std_msgs.msg import Header
 
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.serving import LogThrottle
-from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
+from semseg_ros.keyframes.config import (KEYFRAME_OPTIONS, load_keyframe_config,
+                                         validate_keyframe_config)
 from semseg_ros.keyframes.policy import KeyframeDecision, KeyframePolicy
 from semseg_ros.keyframes.scoring import KeyframeScorer
 from semseg_ros.messages import conversions
 from semseg_ros.messages.stamp_sync import REJECT_REASONS, StampMatcher
-from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
+from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, Option
 from semseg_ros.nodes.spinning import run_nodes
 
 NODE_NAME = 'keyframe_node'
@@ -64,107 +65,45 @@ IDLE_CHECK_PERIOD_S = 0.2
 
 
 # The node's own parameters: name -> (default, spec).
-NODE_PARAMETERS: Dict[str, Tuple[Any, ParamSpec]] = {
-    'config_file': ('', ParamSpec(
+NODE_PARAMETERS: Dict[str, Tuple[Any, Option]] = {
+    'config_file': ('', Option(
         'Keyframe configuration YAML giving the defaults of every keyframe parameter '
         '(config/keyframes.yaml format); empty: the shipped file. Parameters set on the node '
         'override it.')),
-    'use_image': (True, ParamSpec(
+    'use_image': (True, Option(
         'Subscribe to `image` (the camera, same size as the label mask): image-quality terms '
         'and ~/keyframe_image. false: label masks only (quality counts as 1).')),
-    'use_confidence': (False, ParamSpec(
+    'use_confidence': (False, Option(
         "Subscribe to `confidence` (the segmentation node's ~/confidence, mono8) for "
         'confidence-weighted semantic coverage.')),
-    'image_reliability': ('best_effort', ParamSpec(
+    'image_reliability': ('best_effort', Option(
         'Reliability of the image subscription; best_effort also receives from reliable '
         'publishers.', choices=RELIABILITIES)),
-    'sync_queue_size': (30, ParamSpec(
+    'sync_queue_size': (30, Option(
         'Messages per input kept waiting for their partners (the other inputs with the same '
         'stamp); the oldest beyond it is dropped as unmatched.', limits=(1, 1000))),
-    'sync_max_age_s': (2.0, ParamSpec(
+    'sync_max_age_s': (2.0, Option(
         'A waiting message is dropped as unmatched once the newest input stamp is this many '
         'seconds later; older arrivals are dropped as late.', limits=(0.0, 60.0))),
-    'stamp_jump_reset_s': (5.0, ParamSpec(
+    'stamp_jump_reset_s': (5.0, Option(
         'Stamps jumping back by more than this (a bag restarted, a simulation reset) start a '
         'new keyframe sequence; smaller steps back are dropped as bad input. 0: never reset.',
         read_only=False, limits=(0.0, 1e6))),
-    'idle_flush_s': (1.0, ParamSpec(
+    'idle_flush_s': (1.0, Option(
         'When no frame has arrived for this many seconds (the stream stopped or paused), the '
         'pending best candidate is published as a keyframe instead of waiting for frames '
         'that may never come; the next frame starts a new sequence. 0: never.',
         read_only=False, limits=(0.0, 3600.0))),
-    'diagnostics_period': (1.0, ParamSpec('Seconds between /diagnostics messages.',
-                                          limits=(0.1, 60.0))),
+    'diagnostics_period': (1.0, Option('Seconds between /diagnostics messages.',
+                                       limits=(0.1, 60.0))),
 }
 
-_POLICY = 'Selection policy (fixed at start-up: changing it would restart the sequence). '
-# Keyframe configuration keys (config/keyframes.yaml) -> spec; class weights come per class.
-KEYFRAME_PARAMETERS: Dict[str, ParamSpec] = {
-    'class_set': ParamSpec('Class set of the label ids: a shipped name (camvid, cityscapes) '
-                           'or a class-set YAML path.'),
-    'default_class_weight': ParamSpec(
-        'Semantic weight of classes the config file does not name (in the node every class '
-        'has its own class_weights.<Class> parameter, which this only initialises).',
-        read_only=False, limits=(0.0, 1.0)),
-    'confidence_weighting': ParamSpec(
-        'With a confidence map, each pixel counts confidence/255 of its class weight.',
-        read_only=False),
-    'dynamic_classes': ParamSpec(
-        'Names of the classes that move: they lower the score and form ~/dynamic_mask.',
-        read_only=False),
-    'dynamic_dilation_px': ParamSpec('Growth of ~/dynamic_mask in pixels (disc radius).',
-                                     read_only=False, limits=(0, 255)),
-    'label_stride': ParamSpec('Class histograms count every label_stride-th row and column.',
-                              read_only=False, limits=(1, 64)),
-    'sharpness_scale': ParamSpec(
-        'Variance of the Laplacian at which sharpness is 0.5 (> 0; depends on resolution).',
-        read_only=False, limits=(1e-9, 1e12)),
-    'dark_level': ParamSpec('Grey levels <= this count as crushed black.', read_only=False,
-                            limits=(0, 254)),
-    'bright_level': ParamSpec('Grey levels >= this count as burnt white.', read_only=False,
-                              limits=(1, 255)),
-    'max_clipped_fraction': ParamSpec('Clipped fraction at which exposure drops to 0.',
-                                      read_only=False, limits=(1e-9, 1.0)),
-    'target_brightness': ParamSpec('Mean grey level (0..1) of the best exposure.',
-                                   read_only=False, limits=(1e-9, 1.0 - 1e-9)),
-    'novelty_grid': ParamSpec('Novelty compares class histograms on an N x N grid of cells.',
-                              limits=(1, 16)),
-    'novelty_metric': ParamSpec('Histogram distance of the novelty term.',
-                                choices=('intersection', 'hellinger')),
-    'weight_quality': ParamSpec('Weight of quality (sharpness x exposure) in the total.',
-                                read_only=False, limits=(0.0, 1e6)),
-    'weight_semantic': ParamSpec('Weight of the semantic coverage in the total.',
-                                 read_only=False, limits=(0.0, 1e6)),
-    'weight_diversity': ParamSpec('Weight of the class diversity in the total.',
-                                  read_only=False, limits=(0.0, 1e6)),
-    'weight_novelty': ParamSpec('Weight of the novelty in the total.', read_only=False,
-                                limits=(0.0, 1e6)),
-    'weight_static': ParamSpec('Weight of 1 - dynamic fraction in the total.',
-                               read_only=False, limits=(0.0, 1e6)),
-    'min_gap_frames': ParamSpec(_POLICY + 'Fewest frames between keyframes.',
-                                limits=(1, 1_000_000)),
-    'max_gap_frames': ParamSpec(_POLICY + 'A keyframe is forced after this many frames.',
-                                limits=(1, 1_000_000)),
-    'min_gap_s': ParamSpec(_POLICY + 'Fewest seconds between keyframes.', limits=(0.0, 1e6)),
-    'max_gap_s': ParamSpec(_POLICY + 'A keyframe is forced after this many seconds.',
-                           limits=(1e-9, 1e6)),
-    'window_frames': ParamSpec(_POLICY + 'The best candidate is confirmed once this many newer '
-                               'frames did not beat it (the most a decision is late; 0 = '
-                               'greedy).', limits=(0, 1_000_000)),
-    'novelty_threshold': ParamSpec(_POLICY + 'Novelty that makes an immediate keyframe.',
-                                   limits=(1e-9, 1.0)),
-    'quality_floor': ParamSpec(_POLICY + 'Frames of lower quality are chosen only when the '
-                               'maximum gap forces it.', limits=(0.0, 1.0)),
-    'min_shared_features': ParamSpec(
-        _POLICY + 'Visual-overlap mode when > 0 (needs use_image): a keyframe is due once the '
-        'newest frame shares fewer verified static ORB correspondences with the last keyframe. '
-        '0: novelty and window rules.', limits=(0, 100_000)),
-    'orb_features': ParamSpec(_POLICY + 'ORB features per frame for the visual overlap.',
-                              limits=(8, 100_000)),
-}
+# Keyframe configuration keys (config/keyframes.yaml), declared in keyframes/config.py; class
+# weights come as one parameter per class.
+KEYFRAME_PARAMETERS: Dict[str, Option] = KEYFRAME_OPTIONS
 
 
-def node_parameters() -> Dict[str, Tuple[Any, ParamSpec]]:
+def node_parameters() -> Dict[str, Tuple[Any, Option]]:
     """Return the node's parameters, name -> (default, spec), with the shipped defaults.
 
     The keyframe keys take their defaults from ``config/keyframes.yaml``; the per-class
@@ -279,13 +218,13 @@ class KeyframeNode(Node):
     def _param(self, name: str) -> Any:
         return self.get_parameter(name).value
 
-    def _declare(self, name: str, default: Any, spec: ParamSpec) -> Any:
+    def _declare(self, name: str, default: Any, spec: Option) -> Any:
         self._specs[name] = (default, spec)
         return declare(self, name, default, spec)
 
     def _declare_parameters(self) -> Dict[str, Any]:
         """Declare every parameter; return the validated keyframe configuration."""
-        self._specs: Dict[str, Tuple[Any, ParamSpec]] = {}
+        self._specs: Dict[str, Tuple[Any, Option]] = {}
         for name, (default, spec) in NODE_PARAMETERS.items():
             self._declare(name, default, spec)
         config_file = self._param('config_file')
@@ -303,7 +242,7 @@ class KeyframeNode(Node):
         for name in self.class_set.names:
             parameter = class_weight_parameter(name)
             default = defaults['class_weights'].get(name, defaults['default_class_weight'])
-            self._declare(parameter, float(default), ParamSpec(
+            self._declare(parameter, float(default), Option(
                 f'Semantic weight of class {name} (0: useless to SLAM, 1: most useful).',
                 read_only=False, limits=(0.0, 1.0)))
             self._class_parameters[parameter] = name

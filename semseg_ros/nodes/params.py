@@ -1,86 +1,55 @@
 """Node parameters: declared with a ParameterDescriptor, checked, refused in one clear line.
 
-Both nodes describe each parameter with a :class:`ParamSpec` (description, read-only, range,
-allowed values) and declare it with :func:`declare`, which turns rclpy's refusal into a
+Both nodes describe each parameter with an :class:`~semseg_ros.core.options.Option`
+(description, read-only, range, allowed values; declared once, next to the configuration it
+belongs to) and declare it with :func:`declare`, which turns rclpy's refusal into a
 :class:`NodeConfigError` naming the parameter. rclpy checks a range only against a value of
 the parameter's own type, and a real-valued parameter accepts integers here (dynamic typing,
-so that ``300`` in a params file means 300.0); :meth:`ParamSpec.invalid_reason` therefore
-checks type, range and allowed values itself, at start-up and on every change.
+so that ``300`` in a params file means 300.0); ``Option.invalid_reason`` therefore checks
+type, range and allowed values itself, at start-up and on every change.
 :func:`parameter_table` renders the same declarations as the README's parameter tables.
 """
 
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Mapping, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.exceptions import ParameterException
+
+from semseg_ros.core.options import Option
 
 
 class NodeConfigError(Exception):
     """A node cannot start with its parameters; the message says why in one line."""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def descriptor(default: Any, spec: Option) -> ParameterDescriptor:
+    """Return the ROS descriptor of a parameter whose default is ``default``."""
+    result = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
+    if spec.choices:
+        result.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    if isinstance(default, float):
+        result.dynamic_typing = True  # `300` in a params file means 300.0
+        if spec.limits is not None:
+            result.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.limits[0]), to_value=float(spec.limits[1]))]
+    elif isinstance(default, int) and not isinstance(default, bool) \
+            and spec.limits is not None:
+        result.integer_range = [IntegerRange(
+            from_value=int(spec.limits[0]), to_value=int(spec.limits[1]), step=1)]
+    elif isinstance(default, list):
+        result.dynamic_typing = True  # an empty list has no element type
+    return result
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """A node parameter's documentation and constraints (its default comes with it).
-
-    Attributes:
-        description: What it does, for ``ros2 param describe``.
-        read_only: Fixed at start-up (changing it would need a new model or subscription).
-        limits: Inclusive (min, max) of a number, or None.
-        choices: Valid values of a string enumeration (empty: any).
-    """
-
-    description: str
-    read_only: bool = True
-    limits: Optional[Tuple[float, float]] = None
-    choices: Tuple[str, ...] = ()
-
-    def descriptor(self, default: Any) -> ParameterDescriptor:
-        """Return the ROS descriptor of the parameter whose default is ``default``."""
-        descriptor = ParameterDescriptor(description=self.description,
-                                         read_only=self.read_only)
-        if self.choices:
-            descriptor.additional_constraints = 'one of: ' + ', '.join(self.choices)
-        if isinstance(default, float):
-            descriptor.dynamic_typing = True  # `300` in a params file means 300.0
-            if self.limits is not None:
-                descriptor.floating_point_range = [FloatingPointRange(
-                    from_value=float(self.limits[0]), to_value=float(self.limits[1]))]
-        elif _is_number(default) and self.limits is not None:
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(self.limits[0]), to_value=int(self.limits[1]), step=1)]
-        elif isinstance(default, list):
-            descriptor.dynamic_typing = True  # an empty list has no element type
-        return descriptor
-
-    def invalid_reason(self, name: str, value: Any, default: Any) -> Optional[str]:
-        """Return why ``value`` is not valid for parameter ``name`` (None if it is)."""
-        if isinstance(default, float) and not _is_number(value):
-            return f'invalid parameter {name}: {value!r} is not a number'
-        if self.choices and value not in self.choices:
-            return (f'invalid parameter {name}: {value!r}; valid values: '
-                    f'{", ".join(self.choices)}')
-        if self.limits is not None and _is_number(value) \
-                and not self.limits[0] <= value <= self.limits[1]:
-            return (f'invalid parameter {name}: {value!r} is outside '
-                    f'[{self.limits[0]:g}, {self.limits[1]:g}]')
-        return None
-
-
-def declare(node, name: str, default: Any, spec: ParamSpec) -> Any:
+def declare(node, name: str, default: Any, spec: Option) -> Any:
     """Declare one parameter on ``node``; return its value (an override's, if given).
 
     Raises:
         NodeConfigError: The value given is of the wrong type, out of range or not allowed.
     """
     try:
-        value = node.declare_parameter(name, default, spec.descriptor(default)).value
+        value = node.declare_parameter(name, default, descriptor(default, spec)).value
     except ParameterException as error:
         # rclpy words it 'Invalid parameter value (v) for parameter. Reason: <why>: <name>'.
         reason = str(error).split('Reason: ', 1)[-1].removesuffix(f': {name}')
@@ -91,9 +60,9 @@ def declare(node, name: str, default: Any, spec: ParamSpec) -> Any:
     return value
 
 
-def check_changes(parameters: Iterable, specs: Mapping[str, Tuple[Any, ParamSpec]]
+def check_changes(parameters: Iterable, specs: Mapping[str, Tuple[Any, Option]]
                   ) -> SetParametersResult:
-    """Refuse a parameter change that :meth:`ParamSpec.invalid_reason` refuses.
+    """Refuse a parameter change that ``Option.invalid_reason`` refuses.
 
     Args:
         parameters: The rclpy Parameters being set.
@@ -108,11 +77,6 @@ def check_changes(parameters: Iterable, specs: Mapping[str, Tuple[Any, ParamSpec
     return SetParametersResult(successful=True)
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 2 ** 32 \
-        else f'{value:g}'
-
-
 def _markdown_value(value: Any) -> str:
     if isinstance(value, bool):
         return f'`{str(value).lower()}`'
@@ -123,19 +87,14 @@ def _markdown_value(value: Any) -> str:
     return f'`{value!r}`'
 
 
-def parameter_table(parameters: Mapping[str, Tuple[Any, ParamSpec]]) -> str:
+def parameter_table(parameters: Mapping[str, Tuple[Any, Option]]) -> str:
     """Return the Markdown table of a node's parameters, generated from their declarations.
 
     One row per parameter: name, default, read-only, range or choices, description.
     """
     rows = ['| parameter | default | read-only | range | meaning |', '|---|---|---|---|---|']
     for name, (default, spec) in parameters.items():
-        if spec.choices:
-            valid = ', '.join(spec.choices)
-        elif spec.limits is not None:
-            valid = f'{_number(spec.limits[0])} .. {_number(spec.limits[1])}'
-        else:
-            valid = ''
+        valid = ', '.join(spec.choices) if spec.choices else spec.range_text()
         rows.append(f'| `{name}` | {_markdown_value(default)} | '
                     f'{"yes" if spec.read_only else "no"} | {valid} | '
                     f'{spec.description.replace("|", "/")} |')

@@ -23,14 +23,13 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from semseg_ros.core.backends import BACKENDS, DEVICES, PRECISIONS
 from semseg_ros.core.classes import colorize
+from semseg_ros.core.options import declared_options, Option
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
                                      StreamStats)
 from semseg_ros.messages import conversions
-from semseg_ros.models import list_models
-from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, ParamSpec
+from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
 from semseg_ros.nodes.spinning import run_nodes
 
 NODE_NAME = 'segmentation_node'
@@ -40,57 +39,33 @@ RELIABILITIES = ('best_effort', 'reliable')
 OUTPUTS = ('label_mask', 'color_mask', 'overlay', 'confidence')
 
 
-def node_parameters() -> Dict[str, Tuple[Any, ParamSpec]]:
-    """Return every parameter of the node, name -> (default, spec).
+def node_parameters() -> Dict[str, Tuple[Any, Option]]:
+    """Return every parameter of the node, name -> (default, option).
 
-    A function, not a constant: the model choices come from the registry when asked.
+    The Segmenter's options come from :class:`SegmenterConfig`, where they are declared;
+    the rest are the node's own.
     """
     return {
-        'model': ('mininet_v2_cpu', ParamSpec(
-            'Segmentation network (registry name).', choices=tuple(list_models()))),
-        'weights': ('shipped', ParamSpec(
-            "Weights: 'shipped' (the package's CamVid weights), 'none' (untrained network, "
-            'for tests only) or a weights file path.')),
-        'class_set': ('camvid', ParamSpec(
-            'Class set (shipped name or YAML path); its size must match the weights.')),
-        'backend': ('onnxruntime', ParamSpec('Inference runtime.', choices=BACKENDS)),
-        'device': ('cpu', ParamSpec(
-            'Inference device; cuda falls back to the CPU with a warning when it is not '
-            'available.', choices=DEVICES)),
-        'fp16': (False, ParamSpec(
-            'Half precision where the device supports it (CUDA, TensorRT).')),
-        'precision': ('fp32', ParamSpec(
-            "Numeric precision of the graph: 'fp32', or 'int8' (statically quantized, built "
-            'and calibrated on first use; onnxruntime backend only).', choices=PRECISIONS)),
-        'threads': (0, ParamSpec('CPU inference threads (0: the runtime default).',
-                                 limits=(0, 256))),
-        'input_width': (512, ParamSpec(
-            "Network input width in pixels (a multiple of the model's input multiple).",
-            limits=(8, 8192))),
-        'input_height': (256, ParamSpec('Network input height in pixels.',
-                                        limits=(8, 8192))),
-        'onnx_path': ('', ParamSpec(
-            'A graph from `semseg export` to run instead of exporting one (onnxruntime '
-            'backend).')),
-        'input_transport': ('raw', ParamSpec(
+        **declared_options(SegmenterConfig),
+        'input_transport': ('raw', Option(
             "'raw': subscribe to image (sensor_msgs/Image); 'compressed': to "
             'image/compressed (jpeg or png).', choices=TRANSPORTS)),
-        'qos_reliability': ('best_effort', ParamSpec(
+        'qos_reliability': ('best_effort', Option(
             'Reliability of the image subscription (best_effort also receives from reliable '
             'publishers).', choices=RELIABILITIES)),
-        'output_resolution': ('input', ParamSpec(
+        'output_resolution': ('input', Option(
             "Mask size: 'input' (the camera's, by nearest neighbour) or 'network' (the "
             "network's output).", read_only=False, choices=OUTPUT_RESOLUTIONS)),
-        'overlay_alpha': (0.5, ParamSpec('Weight of the class colours in ~/overlay.',
-                                         read_only=False, limits=(0.0, 1.0))),
-        'publish_confidence': (False, ParamSpec(
+        'overlay_alpha': (0.5, Option('Weight of the class colours in ~/overlay.',
+                                      read_only=False, limits=(0.0, 1.0))),
+        'publish_confidence': (False, Option(
             'Compute and publish ~/confidence (255 x the top softmax probability) while it '
             'has subscribers.', read_only=False)),
-        'max_image_pixels': (4096 * 4096, ParamSpec(
+        'max_image_pixels': (4096 * 4096, Option(
             'Frames with more pixels are dropped as bad input.', read_only=False,
             limits=(1, 2 ** 31 - 1))),
-        'diagnostics_period': (1.0, ParamSpec('Seconds between /diagnostics messages.',
-                                              limits=(0.1, 60.0))),
+        'diagnostics_period': (1.0, Option('Seconds between /diagnostics messages.',
+                                           limits=(0.1, 60.0))),
     }
 
 
@@ -202,13 +177,8 @@ class SegmentationNode(Node):
             declare(self, name, default, spec)
 
     def _load_segmenter(self) -> Segmenter:
-        config = SegmenterConfig(
-            model=self._param('model'), weights=self._param('weights'),
-            class_set=self._param('class_set'), backend=self._param('backend'),
-            device=self._param('device'), input_width=self._param('input_width'),
-            input_height=self._param('input_height'), threads=self._param('threads'),
-            fp16=self._param('fp16'), onnx_path=self._param('onnx_path'),
-            precision=self._param('precision'))
+        config = SegmenterConfig(**{name: self._param(name)
+                                    for name in declared_options(SegmenterConfig)})
         try:
             return Segmenter(config)
         except (ValueError, OSError) as error:  # WeightsError is a ValueError

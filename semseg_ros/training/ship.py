@@ -21,10 +21,10 @@ import sys
 from typing import Dict, List, Optional
 
 from semseg_ros.core.backends import OnnxGraphCache
-from semseg_ros.core.export import verify_deploy_graph
 from semseg_ros.core.resources import weights_dir
 from semseg_ros.core.sizes import parse_size
 from semseg_ros.core.weights import load_weights, read_weights
+from semseg_ros.export.verify import verify_deploy_graph
 from semseg_ros.models import check_input_size, create_model
 from semseg_ros.training import model_card
 from semseg_ros.training.train import export_best
