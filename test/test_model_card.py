@@ -62,7 +62,7 @@ def _shipped():
 def test_shipped_weights_reproduce_their_val_figures(weights, camvid, tmp_path):
     """``semseg eval`` with the shipped weights gives the val mIoU the card states."""
     from semseg_ros.core.weights import read_weights
-    from semseg_ros.training import evaluate
+    from semseg_ros.commands import eval as evaluate
     meta = read_weights(weights)['meta']
     out = tmp_path / 'val.json'
     code = evaluate.main(['--model', meta['model'], '--dataset', 'camvid', '--data-root',

@@ -413,7 +413,7 @@ def test_resume_refuses_changed_settings_and_reused_out(learned_run, capsys):
 
 def test_eval_without_shipped_weights_says_how_to_train(camvid, capsys, monkeypatch, tmp_path):
     """With no --weights and no shipped file, the message names the file and how to train."""
-    from semseg_ros.training import evaluate
+    from semseg_ros.commands import eval as evaluate
     monkeypatch.setattr(evaluate, 'shipped_weights', lambda name: tmp_path / f'{name}.pt')
     assert cli.main(['eval', '--model', MODEL, '--data-root', str(camvid)]) == 2
     err = capsys.readouterr().err
