@@ -14,7 +14,7 @@ SUBCOMMANDS = {
               '(--node: the segmentation node end to end)'),
     'export': ('semseg_ros.commands.export', 'export a model to a checked ONNX file'),
     'segment': ('semseg_ros.commands.segment', 'segment image files to label/colour PNGs'),
-    'train': ('semseg_ros.training.train', 'train a network on CamVid, Cityscapes or a folder'),
+    'train': ('semseg_ros.commands.train', 'train a network on CamVid, Cityscapes or a folder'),
     'eval': ('semseg_ros.commands.eval', 'evaluate a network: mIoU, per-class IoU, plots'),
     'keyframes': ('semseg_ros.commands.keyframes', 'select keyframes offline over a sequence'),
     'bag': ('semseg_ros.commands.bag', 'make, process and replay rosbag2 bags'),

@@ -229,7 +229,7 @@ def test_ddp_two_processes(camvid, tmp_path):
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
          '--master_addr=127.0.0.1', f'--master_port={_free_port()}',
-         '-m', 'semseg_ros.training.train', '--model', MODEL, '--data-root', str(camvid),
+         '-m', 'semseg_ros.commands.train', '--model', MODEL, '--data-root', str(camvid),
          *TINY_ARGS, '--epochs', '2', '--threads', '1', '--no-progress',
          '--out', str(run_dir)],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)

@@ -40,12 +40,12 @@ for recipe in "${recipes[@]}"; do
         run=$runs/$name
         mkdir -p "$run"
         if [ -f "$run/last.pt" ]; then
-            cmd=($python -m semseg_ros.training.train --resume "$run" --time-budget "$budget"
+            cmd=($python -m semseg_ros.commands.train --resume "$run" --time-budget "$budget"
                  --no-progress)
         else
             split_opts=(--holdout 0006R0 --val-every 50)
             [ "$kind" = all ] && split_opts=(--val-split none)
-            cmd=($python -m semseg_ros.training.train --model "$model" --data-root "$data_root"
+            cmd=($python -m semseg_ros.commands.train --model "$model" --data-root "$data_root"
                  $common $options "${split_opts[@]}" --time-budget "$budget" --fit-epochs
                  --out "$run" "${extra[@]}")
         fi

@@ -1,4 +1,4 @@
-"""``semseg train``: train a segmentation network, resumably, on CamVid, Cityscapes or a folder.
+"""Training a segmentation network, resumably, on CamVid, Cityscapes or a folder.
 
 Recipe: Adam, polynomial learning-rate decay (power 0.9, per iteration), weight decay
 2e-4, class-balanced cross-entropy at label resolution (logits upsampled bilinearly),
@@ -17,7 +17,7 @@ A run folder holds::
 stopped: augmentation and dropout are seeded from (seed, epoch, rank) at the start of each
 epoch, and the optimizer and scheduler state are restored.
 
-More machines: ``torchrun --nproc_per_node=N -m semseg_ros.training.train ...`` runs
+More machines: ``torchrun --nproc_per_node=N -m semseg_ros.commands.train ...`` runs
 DistributedDataParallel (gloo on CPU, nccl on GPU); ``--batch-size`` is per process, and
 only rank 0 writes files and logs.
 
@@ -59,19 +59,16 @@ from semseg_ros.core.resources import shipped_weights
 from semseg_ros.core.sizes import parse_size
 from semseg_ros.core.weights import (
     file_digest, load_matching_weights, load_weights, read_weights, save_weights, WeightsError)
-from semseg_ros.data.datasets import (
-    build_dataset, DATASETS, parse_sequences, sequence_counts)
+from semseg_ros.data.datasets import build_dataset, parse_sequences, sequence_counts
 from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, epoch_generator
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
-    AMP_MODES, autocast, distributed_context, evaluate_model, forward_logits,
-    limit_cv2_threads, make_loader, progress_bar, seed_everything, select_device,
+    autocast, evaluate_model, forward_logits, make_loader, progress_bar, seed_everything,
     to_device)
-from semseg_ros.training.losses import CLASS_WEIGHTINGS, class_weights, SegmentationLoss
+from semseg_ros.training.losses import class_weights, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
 
-PROG = 'semseg train'
 DEFAULTS: Dict[str, Any] = {
     'model': None, 'dataset': 'camvid', 'data_root': None, 'class_set': None,
     'split': 'train', 'val_split': 'val', 'epochs': 100, 'batch_size': 8, 'crop': '480x360',
@@ -104,92 +101,7 @@ class UsageError(ValueError):
     """Bad command-line usage or input data: reported in one line, exit code 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``semseg train`` (options absent unless given)."""
-    def default(key):
-        return f' (default: {DEFAULTS[key]})'
-    parser = argparse.ArgumentParser(
-        prog=PROG, argument_default=argparse.SUPPRESS,
-        description='Train a segmentation network; resumable, with validation mIoU and '
-                    'best/last checkpoints in the run folder.')
-    parser.add_argument('--model', help='registered model name, e.g. mininet_v2_cpu')
-    parser.add_argument('--dataset', choices=DATASETS, help='dataset layout' + default('dataset'))
-    parser.add_argument('--data-root', help='dataset folder')
-    parser.add_argument('--class-set', help='class set (name or YAML) of a folder dataset '
-                        '(default: <data-root>/classes.yaml)')
-    parser.add_argument('--split', help='training split' + default('split'))
-    parser.add_argument('--val-split', help="validation split, or 'none'" + default('val_split'))
-    parser.add_argument('--holdout', metavar='SEQ[,SEQ]',
-                        help='hold whole sequences out (CamVid: 0001TP, 0006R0, 0016E5): train '
-                        'on the other sequences of --split, validate on the frames of these in '
-                        '--split and --val-split; splits join with +, e.g. --split train+val')
-    parser.add_argument('--epochs', type=int, help='epochs' + default('epochs'))
-    parser.add_argument('--batch-size', type=int,
-                        help='images per step and process' + default('batch_size'))
-    parser.add_argument('--crop', help='training crop WxH' + default('crop'))
-    parser.add_argument('--scale-range', type=float, nargs=2, metavar=('MIN', 'MAX'),
-                        help='random scale range' + default('scale_range'))
-    parser.add_argument('--no-augment', action='store_true',
-                        help='no flip, scale, translation or colour change (crop only)')
-    parser.add_argument('--lr', type=float, help='initial learning rate' + default('lr'))
-    parser.add_argument('--weight-decay', type=float, help='Adam weight decay'
-                        + default('weight_decay'))
-    parser.add_argument('--poly-power', type=float, help='polynomial LR decay power'
-                        + default('poly_power'))
-    parser.add_argument('--class-weights', choices=CLASS_WEIGHTINGS,
-                        help='loss class weighting' + default('class_weights'))
-    parser.add_argument('--val-every', type=int, help='validate every N epochs (and after '
-                        'the last)' + default('val_every'))
-    parser.add_argument('--val-size', help='network input WxH for validation (default: '
-                        'each image at full size, padded to the input multiple)')
-    parser.add_argument('--workers', type=int, help='data-loader processes' + default('workers'))
-    parser.add_argument('--threads', type=int, help='torch threads per process (default: '
-                        'torch decides)')
-    parser.add_argument('--seed', type=int, help='run seed' + default('seed'))
-    parser.add_argument('--init', metavar='WEIGHTS',
-                        help='start from these weights of the same network instead of random '
-                             "ones: 'shipped' (the package's CamVid weights) or a weights/"
-                             'checkpoint file; tensors that do not fit (the classifier of '
-                             'another class set) stay freshly initialised')
-    parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision' + default('amp'))
-    parser.add_argument('--channels-last', action='store_true',
-                        help='channels-last memory format')
-    parser.add_argument('--compile', nargs='?', const='inductor', choices=COMPILE_BACKENDS,
-                        help='compile the training step with torch.compile (default backend '
-                        'inductor: needs a C++ compiler, a minute or two to start, then '
-                        'faster steps for some networks)')
-    parser.add_argument('--device', choices=['auto', 'cpu', 'cuda'],
-                        help='compute device' + default('device'))
-    parser.add_argument('--data-pipeline', choices=DATA_PIPELINES,
-                        help="'device': the training set resident on the compute device, "
-                        "augmented there with no host work per step; 'loader': decoded and "
-                        "augmented on the CPU by data-loader workers; 'auto': device on CUDA, "
-                        'loader on the CPU' + default('data_pipeline'))
-    parser.add_argument('--resize', metavar='WxH', help='resize every image and label to WxH '
-                        'when read, for training and validation (e.g. Cityscapes at '
-                        '1024x512; default: keep)')
-    parser.add_argument('--limit', type=int, help='use only the first N pairs of each split '
-                        '(quick trials)')
-    parser.add_argument('--no-progress', dest='progress', action='store_false',
-                        help='no progress bars')
-    parser.add_argument('--stop-after', type=int, metavar='EPOCH',
-                        help='stop after this epoch, leaving the run to be resumed (the '
-                        'schedule still runs to --epochs)')
-    parser.add_argument('--time-budget', type=float, metavar='SECONDS',
-                        help='stop this session before an epoch that would end later than '
-                        'SECONDS after the start, leaving the run to be resumed')
-    parser.add_argument('--fit-epochs', action='store_true',
-                        help=f'with --time-budget on a new run: after {FIT_EPOCHS_AFTER} epochs, '
-                        'shorten --epochs so that the whole schedule fits the budget')
-    parser.add_argument('--out', help='run folder to create')
-    parser.add_argument('--resume', metavar='RUN_DIR', help='continue the run in RUN_DIR (may '
-                        'change only ' + ', '.join(sorted(RESUME_OVERRIDES)) + ')')
-    parser.add_argument('--export-best', metavar='PATH', help='after training, write the best '
-                        'weights (no optimizer state) with provenance to PATH')
-    return parser
-
-
-def _config(args: argparse.Namespace) -> Dict[str, Any]:
+def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     """Merge defaults, a resumed run's settings and the command line; check them."""
     given = vars(args)
     if 'resume' in given:
@@ -223,7 +135,7 @@ def _init_path(config: Dict[str, Any]) -> Path:
     return Path(config['init'])
 
 
-def _check_config(config: Dict[str, Any]) -> None:
+def check_config(config: Dict[str, Any]) -> None:
     """Check the settings that can be checked before loading any data."""
     info = model_info(config['model'])  # ValueError listing the models if unknown
     crop = parse_size(config['crop'])
@@ -335,41 +247,6 @@ def _format_seconds(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f'{hours}h{minutes:02d}m' if hours else f'{minutes}m{secs:02d}s'
-
-
-def _fail(error: Exception) -> int:
-    print(f'{PROG}: error: {error}', file=sys.stderr)
-    return 2
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """Run ``semseg train``; return the exit code (2: bad usage or bad data)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    try:
-        config = _config(args)
-        _check_config(config)
-    except ValueError as error:
-        return _fail(error)
-    rank, world, local_rank = distributed_context()
-    try:
-        device = select_device(config['device'], local_rank)
-    except ValueError as error:
-        return _fail(error)
-    if config['threads']:
-        torch.set_num_threads(int(config['threads']))
-    if device.type == 'cuda':
-        torch.backends.cudnn.benchmark = True  # fixed crop size: tune each layer once
-    limit_cv2_threads()
-    if world > 1:
-        dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    try:
-        return Trainer(config, argv, device, rank, world).run()
-    except UsageError as error:
-        return _fail(error)
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 class Trainer:
@@ -755,7 +632,3 @@ def export_best(run_dir, out_path) -> Path:
     }
     return save_weights(out_path, model, payload['model'], payload['num_classes'],
                         payload['class_set'], meta=meta)
-
-
-if __name__ == '__main__':
-    sys.exit(main())
