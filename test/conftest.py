@@ -48,6 +48,25 @@ def camvid():
 
 
 @pytest.fixture(scope='session')
+def samples(tmp_path_factory):
+    """The shipped sample sequence (48 CamVid val frames of 0016E5) laid out like CamVid.
+
+    A folder with ``val.txt`` (``val/<name>.jpg valannot/<name>.png`` lines, frame order) and
+    the two folders linked to the package's samples: what tests that need real frames and
+    labels, but measure no accuracy, read instead of the CamVid data set.
+    """
+    from semseg_ros.core.resources import samples_dir
+    sequence = samples_dir() / 'camvid_0016E5'
+    root = tmp_path_factory.mktemp('samples')
+    (root / 'val').symlink_to(sequence / 'images', target_is_directory=True)
+    (root / 'valannot').symlink_to(sequence / 'labels', target_is_directory=True)
+    lines = [f'val/{image.name} valannot/{image.stem}.png'
+             for image in sorted((sequence / 'images').glob('*.jpg'))]
+    (root / 'val.txt').write_text('\n'.join(lines) + '\n')
+    return root
+
+
+@pytest.fixture(scope='session')
 def seeded_network():
     """Factory of seeded, untrained networks (eval mode) whose BN statistics are not trivial.
 

@@ -1,7 +1,47 @@
-"""Helpers shared by the tests that run rclpy nodes in-process."""
+"""The one helper module of the tests that run nodes: processes, probes, CLI runs, stamps.
 
+* :class:`NodeProcess` runs a node executable with ``--ros-args``, its log in a file;
+* :class:`Probe` is an in-process node on its own context that records topics, publishes,
+  reads diagnostics and sets parameters;
+* :func:`run_cli` runs ``semseg`` as a process; :func:`stamp_ns` reads a header's stamp.
+"""
+
+from collections import defaultdict
+import os
+from pathlib import Path
+import subprocess
+import sys
+import threading
+import time
+
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+import pytest
+import rclpy
 from rclpy._rclpy_pybind11 import InvalidHandle
+from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, ShutdownException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.signals import SignalHandlerOptions
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT = 90.0  # generous: two shared cores, torch import and DDS discovery
+WAIT = 20.0
+
+
+def stamp_ns(header) -> int:
+    """Return a message header's stamp in nanoseconds."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def run_cli(*args, cwd=REPO_ROOT, timeout: float = 300):
+    """Run ``semseg ARGS`` as a process of this checkout; return the CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run([sys.executable, '-m', 'semseg_ros.cli', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def spin_until_shutdown(executor) -> None:
@@ -25,3 +65,166 @@ def spin_until_shutdown(executor) -> None:
             if context.ok():
                 raise
             return
+
+
+class NodeProcess:
+    """A node subprocess whose output (the ROS log) goes to a file.
+
+    Args:
+        tmp_dir: Folder of the log and of the node's ONNX cache.
+        label: Name of the log file.
+        ros_args: What follows ``--ros-args``.
+        module: The node's module (default: the segmentation node).
+    """
+
+    def __init__(self, tmp_dir: Path, label: str, ros_args,
+                 module: str = 'semseg_ros.nodes.segmentation_node'):
+        self.log_path = tmp_dir / f'{label}.log'
+        env = dict(os.environ)
+        env['PYTHONPATH'] = os.pathsep.join(
+            [str(REPO_ROOT)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+        env['SEMSEG_ROS_CACHE'] = str(tmp_dir / 'onnx_cache')
+        env['PYTHONUNBUFFERED'] = '1'
+        env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
+        with open(self.log_path, 'w') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', module, '--ros-args', *ros_args], env=env,
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def log(self) -> str:
+        """Return everything the node has written so far."""
+        return self.log_path.read_text(errors='replace')
+
+    def wait_for_log(self, text: str, timeout: float = START_TIMEOUT) -> str:
+        """Wait until the log contains ``text``; fail with the log if the node exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            if self.process.poll() is not None:
+                pytest.fail(f'node exited ({self.process.returncode}) before logging '
+                            f'{text!r}:\n{self.log()}')
+            time.sleep(0.1)
+        pytest.fail(f'node did not log {text!r} within {timeout} s:\n{self.log()}')
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        """Wait for the process to exit; return its exit code."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f'node did not exit within {timeout} s:\n{self.log()}')
+
+    def signal(self, sig) -> None:
+        """Send ``sig`` if the process still runs."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
+
+def stop_all(nodes, signals) -> None:
+    """Signal every node at once, then assert each exits with 0 and no traceback."""
+    assert len(signals) == len(nodes), 'one signal per node'
+    for node, sig in zip(nodes, signals):
+        node.signal(sig)
+    for node in nodes:
+        assert_clean_exit(node, node.wait_exit())
+
+
+def assert_clean_exit(node: NodeProcess, code: int) -> None:
+    """Exit code 0 and no Python traceback in the log."""
+    log = node.log()
+    assert code == 0, f'exit code {code}:\n{log}'
+    assert 'Traceback' not in log, log
+
+
+class Probe:
+    """An in-process node on its own context, spun by a SingleThreadedExecutor thread."""
+
+    def __init__(self, name: str = 'test_probe'):
+        self.context = Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._condition = threading.Condition()
+        self.messages = defaultdict(list)  # topic -> [(monotonic receive time, message)]
+        self._parameter_clients = {}
+        self._spinner = threading.Thread(
+            target=spin_until_shutdown, args=(self.executor,), daemon=True)
+        self._spinner.start()
+        self.subscribe(DiagnosticArray, '/diagnostics', 50)
+
+    def close(self):
+        """Stop spinning and shut the context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+    def subscribe(self, msg_type, topic: str, qos=10):
+        """Record every message on ``topic``; return the subscription."""
+        def record(message):
+            with self._condition:
+                self.messages[topic].append((time.monotonic(), message))
+                self._condition.notify_all()
+        return self.node.create_subscription(msg_type, topic, record, qos)
+
+    def wait_for(self, predicate, timeout: float = WAIT, what: str = 'a message', tick=None,
+                 tick_period: float = 0.25):
+        """Wait until ``predicate()`` returns something truthy and return it.
+
+        ``tick`` (publishing a frame, say) is called at start and every ``tick_period`` s.
+        """
+        deadline = time.monotonic() + timeout
+        next_tick = 0.0
+        while True:
+            if tick is not None and time.monotonic() >= next_tick:
+                tick()
+                next_tick = time.monotonic() + tick_period
+            with self._condition:
+                result = predicate()
+                if result:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pytest.fail(f'no {what} within {timeout} s')
+                self._condition.wait(min(remaining, 0.1 if tick else 0.5))
+
+    def stamped(self, topic: str, stamp: Time):
+        """Return the messages on ``topic`` whose header carries ``stamp``."""
+        return [m for _, m in self.messages[topic]
+                if (m.header.stamp.sec, m.header.stamp.nanosec) == (stamp.sec, stamp.nanosec)]
+
+    def publisher(self, msg_type, topic: str, qos):
+        """Create a publisher and wait until the node's subscription matched it."""
+        publisher = self.node.create_publisher(msg_type, topic, qos)
+        self.wait_for(lambda: publisher.get_subscription_count() > 0, START_TIMEOUT,
+                      f'subscriber on {topic}')
+        return publisher
+
+    def diagnostics(self, node_name: str, after: float, predicate=lambda values: True,
+                    timeout: float = WAIT, tick=None):
+        """Return the values of the first diagnostics of ``node_name`` received after
+        ``after`` (a monotonic time) that satisfy ``predicate``; ``tick`` as in wait_for."""
+        def find():
+            for received, array_msg in list(self.messages['/diagnostics']):
+                for status in array_msg.status:
+                    if received > after and status.name.startswith(node_name + ':'):
+                        values = {kv.key: kv.value for kv in status.values}
+                        values.update(level=status.level, message=status.message)
+                        if predicate(values):
+                            return values
+            return None
+        return self.wait_for(find, timeout, f'diagnostics of {node_name}', tick)
+
+    def set_parameters(self, node_name: str, **values):
+        """Set parameters of a remote node; return the SetParametersResult list."""
+        client = self._parameter_clients.get(node_name)
+        if client is None:
+            client = AsyncParameterClient(self.node, node_name)
+            assert client.wait_for_services(timeout_sec=WAIT), f'no parameters on {node_name}'
+            self._parameter_clients[node_name] = client
+        future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
+        self.wait_for(future.done, WAIT, 'parameter reply')
+        return future.result().results

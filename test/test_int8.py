@@ -2,8 +2,6 @@
 
 import os
 from pathlib import Path
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -11,6 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from ros_testing import run_cli
 from semseg_ros.core.backends import onnx_metadata
 from semseg_ros.core.resources import samples_dir
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -158,17 +157,11 @@ def test_calibration_frames_are_shipped_train_frames():
     assert all(cv2.imread(str(p)).shape == (360, 480, 3) for p in files)
 
 
-def _run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, '-m', 'semseg_ros.cli', *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_export_int8_cli_writes_a_checked_int8_graph(weights_file, tmp_path):
     """``semseg export --int8`` writes a checked int8 graph, confidence included."""
     out = tmp_path / 'int8.onnx'
-    result = _run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
-                      f'{SIZE[0]}x{SIZE[1]}', '--int8', '--confidence', '--out', str(out))
+    result = run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
+                     f'{SIZE[0]}x{SIZE[1]}', '--int8', '--confidence', '--out', str(out))
     assert result.returncode == 0, result.stderr
     assert 'INT8 labels agree with PyTorch on' in result.stdout
     assert onnx_metadata(out)['semseg_ros.precision'] == 'int8'
@@ -177,8 +170,8 @@ def test_export_int8_cli_writes_a_checked_int8_graph(weights_file, tmp_path):
     labels, confidence = session.run(None, {'image': np.ascontiguousarray(image)})
     assert labels.shape == confidence.shape == (1, SIZE[1] // 2, SIZE[0] // 2)
     assert labels.max() < 11 and confidence.dtype == np.uint8 and confidence.max() > 0
-    bad = _run_cli('export', '--model', MODEL, '--size', '64x64', '--graph', 'logits',
-                   '--int8', '--out', str(tmp_path / 'bad.onnx'))
+    bad = run_cli('export', '--model', MODEL, '--size', '64x64', '--graph', 'logits',
+                  '--int8', '--out', str(tmp_path / 'bad.onnx'))
     assert bad.returncode == 2 and 'deploy graph only' in bad.stderr
     assert not (tmp_path / 'bad.onnx').exists()
 
@@ -188,5 +181,5 @@ def test_export_int8_cli_writes_a_checked_int8_graph(weights_file, tmp_path):
     (['--backend', 'torch', '--precision', 'int8'], 'onnxruntime backend only')])
 def test_bench_cli_refuses_bad_precisions(args, expected):
     """``semseg bench --precision`` names the valid values before measuring anything."""
-    result = _run_cli('bench', '--model', MODEL, *args)
+    result = run_cli('bench', '--model', MODEL, *args)
     assert result.returncode == 2 and expected in result.stderr

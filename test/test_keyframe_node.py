@@ -8,8 +8,6 @@ entry point, as a subprocess. Expected scores and keyframes come from the core
 
 from pathlib import Path
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -24,7 +22,7 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from ros_testing import spin_until_shutdown
+from ros_testing import NodeProcess, spin_until_shutdown, stamp_ns, stop_all
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.policy import KeyframePolicy
 from semseg_ros.keyframes.scoring import KeyframeScorer
@@ -41,6 +39,8 @@ WINDOW_RULE = {'min_shared_features': 0, 'min_gap_frames': 5, 'max_gap_frames': 
 WAIT_S = 20.0
 RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                       reliability=ReliabilityPolicy.RELIABLE)
+
+KEYFRAME_NODE = 'semseg_ros.nodes.keyframe_node'
 
 
 @pytest.fixture(scope='module')
@@ -60,10 +60,6 @@ def _header(stamp: int, frame_id: str = 'camera') -> Header:
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(stamp, 1_000_000_000)
     return header
-
-
-def _stamp(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def label_message(stamp: int, labels: np.ndarray, encoding: str = 'mono8') -> Image:
@@ -143,7 +139,7 @@ class Harness:
 
     def score_stamps(self):
         """Return the stamps of the received score messages, in arrival order."""
-        return [_stamp(m.header) for m in self.messages('scores')]
+        return [stamp_ns(m.header) for m in self.messages('scores')]
 
     def send_frame(self, stamp: int, rgb: np.ndarray, labels: np.ndarray) -> None:
         """Publish a matching image and label mask and wait for the frame's score."""
@@ -209,7 +205,7 @@ def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
     for message in run.messages('scores'):
         status = message.status[0]
         values = {kv.key: float(kv.value) for kv in status.values}
-        expected = expected_scores[_stamp(message.header)].as_dict()
+        expected = expected_scores[stamp_ns(message.header)].as_dict()
         assert set(expected) <= set(values)
         for key, value in expected.items():
             assert values[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
@@ -217,7 +213,7 @@ def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
 
     run.wait_for(lambda: len(run.messages('keyframe')) == len(expected_keyframes),
                  'every keyframe decision')
-    keyframes = [_stamp(h) for h in run.messages('keyframe')]
+    keyframes = [stamp_ns(h) for h in run.messages('keyframe')]
     assert keyframes == expected_keyframes and len(keyframes) >= 2
     indices = [stamps.index(s) for s in keyframes]
     gaps_frames = np.diff(indices)
@@ -230,7 +226,7 @@ def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
                  'every keyframe image')
     by_stamp = {s: rgb for s, rgb, _ in sequence}
     for message in run.messages('keyframe_image'):
-        sent = by_stamp[_stamp(message.header)]
+        sent = by_stamp[stamp_ns(message.header)]
         assert (message.encoding, message.height, message.width) == ('rgb8', *sent.shape[:2])
         assert message.data.tobytes() == sent.tobytes()
 
@@ -238,7 +234,7 @@ def test_scores_keyframes_and_dynamic_masks_match_the_core(harness, sequence):
     labels_by_stamp = {s: labels for s, _, labels in sequence}
     moving = 0
     for message in run.messages('dynamic_mask'):
-        labels = labels_by_stamp[_stamp(message.header)]
+        labels = labels_by_stamp[stamp_ns(message.header)]
         mask = np.frombuffer(message.data, np.uint8).reshape(message.height, message.width)
         assert message.encoding == 'mono8'
         np.testing.assert_array_equal(mask, scorer.dynamic_mask(labels))
@@ -268,7 +264,7 @@ def test_a_quiet_stream_publishes_its_pending_keyframe(harness, sequence):
     assert len(pending) > len(decided), 'the test needs a pending candidate at the end'
     run.wait_for(lambda: len(run.messages('keyframe')) == len(pending),
                  'the pending keyframe after the stream went quiet')
-    assert [_stamp(h) for h in run.messages('keyframe')] == pending
+    assert [stamp_ns(h) for h in run.messages('keyframe')] == pending
     run.wait_for_diagnostics(keyframes=len(pending), sequences=1)
 
 
@@ -398,12 +394,6 @@ def test_every_configuration_key_is_a_described_parameter(harness):
     assert run.node.describe_parameter('window_frames').read_only
 
 
-def _run_node(*ros_args, env=None):
-    return subprocess.Popen([sys.executable, '-m', 'semseg_ros.nodes.keyframe_node',
-                             '--ros-args', *ros_args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
-
-
 @pytest.mark.parametrize('ros_args, named', [
     (('-p', 'dark_level:=252'), 'dark_level (252) must be below bright_level'),
     (('-p', 'window_frames:=-3'), 'invalid parameter window_frames'),
@@ -415,26 +405,20 @@ def _run_node(*ros_args, env=None):
     # The visual-overlap rule matches camera images.
     (('-p', 'use_image:=false'), 'min_shared_features > 0 (visual-overlap keyframes) needs'),
 ])
-def test_bad_parameters_exit_2_with_one_fatal_line(ros_args, named):
+def test_bad_parameters_exit_2_with_one_fatal_line(ros_args, named, tmp_path):
     """A bad value stops the node at start-up: exit code 2, the reason, no traceback."""
-    process = _run_node(*ros_args)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 2, output
+    node = NodeProcess(tmp_path, 'keyframe_node', ros_args, KEYFRAME_NODE)
+    code = node.wait_exit()
+    output = node.log()
+    assert code == 2, output
     assert named in output and 'Traceback' not in output
     assert sum('FATAL' in line for line in output.splitlines()) == 1, output
 
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
-def test_clean_shutdown_on_signals(sig):
+def test_clean_shutdown_on_signals(sig, tmp_path):
     """SIGINT and SIGTERM end the node with exit code 0 and no traceback."""
-    process = _run_node('-r', '__node:=kf_signal_test')
-    lines = []
-    for line in process.stdout:  # wait until it serves
-        lines.append(line)
-        if 'choosing keyframes' in line:
-            break
-    process.send_signal(sig)
-    output, _ = process.communicate(timeout=30)
-    output = ''.join(lines) + output
-    assert process.returncode == 0, output
-    assert 'Traceback' not in output
+    node = NodeProcess(tmp_path, 'keyframe_node', ['-r', '__node:=kf_signal_test'],
+                       KEYFRAME_NODE)
+    node.wait_for_log('choosing keyframes')
+    stop_all([node], [sig])

@@ -9,22 +9,17 @@ label masks the segmentation node published.
 
 from pathlib import Path
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from ros_testing import spin_until_shutdown
+from ros_testing import NodeProcess, Probe, stamp_ns, stop_all
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.scoring import KeyframeScorer
 from semseg_ros.messages.conversions import image_to_mono8, rgb_to_image_fields
@@ -42,66 +37,39 @@ SEGMENTATION_PARAMETERS = ['-p', 'weights:=none', '-p', 'backend:=torch', '-p', 
 KEYFRAME_PARAMETERS = ['-p', 'image_reliability:=reliable']
 
 
-def _start(module, *ros_args):
-    return subprocess.Popen([sys.executable, '-m', module, '--ros-args', *ros_args],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def _single_process():
+def _single_process(tmp_path):
     """The pipeline: both nodes in one process, wired inside."""
-    return [_start('semseg_ros.nodes.pipeline', '-r', f'image:={CAMERA}',
-                   *SEGMENTATION_PARAMETERS, *KEYFRAME_PARAMETERS)]
+    arguments = ['-r', f'image:={CAMERA}', *SEGMENTATION_PARAMETERS, *KEYFRAME_PARAMETERS]
+    return [NodeProcess(tmp_path, 'pipeline', arguments, 'semseg_ros.nodes.pipeline')]
 
 
-def _two_processes():
+def _two_processes(tmp_path):
     """The two executables with the launch file's remappings."""
     return [
-        _start('semseg_ros.nodes.segmentation_node', '-r', f'image:={CAMERA}',
-               *SEGMENTATION_PARAMETERS),
-        _start('semseg_ros.nodes.keyframe_node', '-r', f'image:={CAMERA}',
-               '-r', 'label_mask:=segmentation_node/label_mask',
-               '-r', 'confidence:=segmentation_node/confidence', *KEYFRAME_PARAMETERS),
+        NodeProcess(tmp_path, 'segmentation', ['-r', f'image:={CAMERA}',
+                                               *SEGMENTATION_PARAMETERS]),
+        NodeProcess(tmp_path, 'keyframes', [
+            '-r', f'image:={CAMERA}', '-r', 'label_mask:=segmentation_node/label_mask',
+            '-r', 'confidence:=segmentation_node/confidence', *KEYFRAME_PARAMETERS],
+            'semseg_ros.nodes.keyframe_node'),
     ]
 
 
-def _stamp(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+# The outputs the probe records, by short name.
+OUTPUT_TOPICS = {'label_mask': (Image, '/segmentation_node/label_mask'),
+                 'scores': (DiagnosticArray, '/keyframe_node/scores'),
+                 'dynamic_mask': (Image, '/keyframe_node/dynamic_mask'),
+                 'keyframe': (Header, '/keyframe_node/keyframe')}
 
 
-class Probe:
-    """A camera publisher and subscribers to both nodes' outputs, spinning in a thread."""
+class PipelineProbe(Probe):
+    """The shared probe with a camera publisher and subscriptions to both nodes' outputs."""
 
     def __init__(self):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('e2e_probe', context=self.context)
-        self.lock = threading.Lock()
-        self.received = {name: {} for name in ('label_mask', 'scores', 'dynamic_mask')}
-        self.keyframes = []
+        super().__init__('e2e_probe')
         self.camera = self.node.create_publisher(Image, CAMERA, RELIABLE)
-        for name, kind, topic in (
-                ('label_mask', Image, '/segmentation_node/label_mask'),
-                ('scores', DiagnosticArray, '/keyframe_node/scores'),
-                ('dynamic_mask', Image, '/keyframe_node/dynamic_mask')):
-            self.node.create_subscription(kind, topic, self._keep(name), RELIABLE)
-        self.node.create_subscription(Header, '/keyframe_node/keyframe', self._keyframe,
-                                      RELIABLE)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(
-            target=spin_until_shutdown, args=(self.executor,), daemon=True)
-        self.thread.start()
-
-    def _keep(self, name):
-        def keep(message):
-            with self.lock:
-                self.received[name][_stamp(message.header)] = message
-        return keep
-
-    def _keyframe(self, header):
-        with self.lock:
-            self.keyframes.append(_stamp(header))
+        for kind, topic in OUTPUT_TOPICS.values():
+            self.subscribe(kind, topic, RELIABLE)
 
     def send(self, stamp, image):
         """Publish a camera frame with that stamp."""
@@ -112,26 +80,24 @@ class Probe:
          message.data) = rgb_to_image_fields(image)
         self.camera.publish(message)
 
+    def received(self, name):
+        """Return stamp -> message of an output (keyframe: stamp -> header)."""
+        with self._condition:
+            messages = [m for _, m in self.messages[OUTPUT_TOPICS[name][1]]]
+        return {stamp_ns(m if name == 'keyframe' else m.header): m for m in messages}
+
     def has(self, name, stamp):
         """Whether a message of that stamp arrived on an output."""
-        with self.lock:
-            return stamp in self.received[name]
-
-    def close(self):
-        """Stop spinning and tear the context down."""
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        self.thread.join(timeout=5.0)
+        return stamp in self.received(name)
 
 
 def _wait(condition, timeout, what, processes):
     deadline = time.monotonic() + timeout
     while not condition():
-        dead = [p for p in processes if p.poll() is not None]
+        dead = [p for p in processes if p.process.poll() is not None]
         if dead:
-            raise AssertionError(f'a node exited ({dead[0].returncode}) while waiting for '
-                                 f'{what}:\n{dead[0].stdout.read()}')
+            raise AssertionError(f'a node exited ({dead[0].process.returncode}) while waiting '
+                                 f'for {what}:\n{dead[0].log()}')
         if time.monotonic() > deadline:
             raise AssertionError(f'timed out waiting for {what}')
         time.sleep(0.01)
@@ -148,10 +114,10 @@ def frames():
 
 @pytest.mark.parametrize('start', [_single_process, _two_processes],
                          ids=['single_process', 'two_processes'])
-def test_camera_to_keyframes(start, frames):
+def test_camera_to_keyframes(start, frames, tmp_path):
     """Camera frames in: label masks, scores, dynamic masks and keyframes out, same stamps."""
-    probe = Probe()
-    processes = start()
+    probe = PipelineProbe()
+    processes = start(tmp_path)
     try:
         _wait(lambda: probe.camera.get_subscription_count() >= 2, START_TIMEOUT,
               'both nodes to subscribe to the camera', processes)
@@ -177,26 +143,22 @@ def test_camera_to_keyframes(start, frames):
         scorer = KeyframeScorer(load_keyframe_config())
         for stamp in stamps:
             _wait(lambda: probe.has('label_mask', stamp), WAIT_S, 'the label mask', processes)
-            label = probe.received['label_mask'][stamp]
+            label = probe.received('label_mask')[stamp]
             labels = image_to_mono8(label.encoding, label.height, label.width, label.step,
                                     label.data)
             assert labels.shape == (120, 160)
-            dynamic = probe.received['dynamic_mask'][stamp]
+            dynamic = probe.received('dynamic_mask')[stamp]
             assert dynamic.header.frame_id == 'e2e_camera'
             mask = np.frombuffer(dynamic.data, np.uint8).reshape(120, 160)
             np.testing.assert_array_equal(mask, scorer.dynamic_mask(labels))
         config = load_keyframe_config()
-        with probe.lock:
-            keyframes = list(probe.keyframes)
-        assert set(probe.received['scores']) <= set(sent)
-        assert set(stamps) <= set(probe.received['scores'])
+        keyframes = sorted(probe.received('keyframe'))
+        assert set(probe.received('scores')) <= set(sent)
+        assert set(stamps) <= set(probe.received('scores'))
         assert keyframes and set(keyframes) <= set(sent)
         assert all(np.diff([sent.index(k) for k in keyframes]) >= config['min_gap_frames'])
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        outputs = [process.communicate(timeout=30)[0] for process in processes]
-        probe.close()
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0 and 'Traceback' not in output, output
+        try:
+            stop_all(processes, [signal.SIGINT] * len(processes))
+        finally:
+            probe.close()

@@ -365,25 +365,26 @@ def _camvid_sequence(root, count=30):
     pairs = [line.split() for line in (root / 'val.txt').read_text().splitlines() if line]
     by_sequence = {}
     for image, label in pairs:
-        sequence, number = re.match(r'(.+)_f?(\d+)\.png$', image.split('/')[-1]).groups()
+        sequence, number = re.match(r'(.+)_f?(\d+)\.(?:png|jpg)$',
+                                    image.split('/')[-1]).groups()
         by_sequence.setdefault(sequence, []).append((int(number), image, label))
     frames = sorted(by_sequence[sorted(by_sequence)[0]])[:count]
     assert len(frames) == count, f'fewer than {count} val frames in one CamVid sequence'
     return frames
 
 
-def test_camvid_sequence_end_to_end(camvid):
+def test_camvid_sequence_end_to_end(samples):
     """Scorer and policy on 30 real CamVid frames: sane terms, gaps within bounds."""
     config = dict(load_keyframe_config(), min_gap_frames=3, max_gap_frames=8,
                   min_gap_s=0.1, max_gap_s=1.0, window_frames=3, min_shared_features=0)
     scorer = KeyframeScorer(config)
     policy = KeyframePolicy.from_config(config)
-    frames = _camvid_sequence(camvid)
+    frames = _camvid_sequence(samples)
     stamps = [number * SECOND // 30 for number, _, _ in frames]  # CamVid runs at 30 Hz
     decisions, scores = [], []
     for i, (stamp_ns, (number, image_path, label_path)) in enumerate(zip(stamps, frames)):
-        labels = cv2.imread(str(camvid / label_path), cv2.IMREAD_UNCHANGED)
-        image = cv2.cvtColor(cv2.imread(str(camvid / image_path)), cv2.COLOR_BGR2RGB)
+        labels = cv2.imread(str(samples / label_path), cv2.IMREAD_UNCHANGED)
+        image = cv2.cvtColor(cv2.imread(str(samples / image_path)), cv2.COLOR_BGR2RGB)
         score = scorer.score(labels, image=image, reference=policy.reference)
         scores.append(score)
         decisions += policy.push(stamp_ns, score, payload=f'frame{i}')

@@ -196,9 +196,9 @@ def test_as_dict_holds_floats_and_leaves_out_missing_terms():
     assert all(isinstance(v, float) for v in with_image.values())
 
 
-def test_label_stride_changes_nothing_meaningful(camvid):
+def test_label_stride_changes_nothing_meaningful(samples):
     """Counting every 2nd or 4th row and column keeps the fractions of a real label map."""
-    labels = cv2.imread(str(camvid / 'valannot' / '0016E5_07959.png'), cv2.IMREAD_UNCHANGED)
+    labels = cv2.imread(str(samples / 'valannot' / '0016E5_07959.png'), cv2.IMREAD_UNCHANGED)
     full = scorer(label_stride=1).score(labels)
     for stride in (2, 4):
         sub = scorer(label_stride=stride).score(labels)

@@ -18,10 +18,10 @@ FRAMES = 40
 
 
 @pytest.fixture(scope='module')
-def ground_truth_run(camvid, tmp_path_factory):
+def ground_truth_run(samples, tmp_path_factory):
     """One run on the first 40 val frames with ground-truth labels: (out folder, exit code)."""
     out = tmp_path_factory.mktemp('keyframes_gt')
-    code = semseg_main(['keyframes', '--data-root', str(camvid), '--split', 'val',
+    code = semseg_main(['keyframes', '--data-root', str(samples), '--split', 'val',
                         '--labels', 'ground-truth', '--max-frames', str(FRAMES),
                         '--sheet-overlay', '0.4', '--out', str(out)])
     return out, code
@@ -61,7 +61,7 @@ def test_every_output_is_written(ground_truth_run, capsys):
     assert sheet is not None and sheet.shape[1] >= 240 * min(count, 6)
 
 
-def test_selections_respect_the_policy_and_the_scores_are_real(ground_truth_run, camvid):
+def test_selections_respect_the_policy_and_the_scores_are_real(ground_truth_run, samples):
     """Semantic keyframes keep the configured gaps, and their terms match a fresh scoring."""
     out, _ = ground_truth_run
     config = load_keyframe_config()
@@ -74,17 +74,17 @@ def test_selections_respect_the_policy_and_the_scores_are_real(ground_truth_run,
                                                  for i in range(len(semantic))]
     with open(out / 'keyframes.csv', newline='') as f:
         row = list(csv.DictReader(f))[-1]
-    image = cv2.cvtColor(cv2.imread(str(camvid / row['image'])), cv2.COLOR_BGR2RGB)
-    label_path = camvid / row['image'].replace('val/', 'valannot/')
+    image = cv2.cvtColor(cv2.imread(str(samples / row['image'])), cv2.COLOR_BGR2RGB)
+    label_path = samples / row['image'].replace('val/', 'valannot/').replace('.jpg', '.png')
     labels = cv2.imread(str(label_path), cv2.IMREAD_UNCHANGED)
     score = KeyframeScorer(config).score(labels, image)
     for term in ('semantic', 'dynamic', 'sharpness', 'quality'):
         assert float(row[term]) == pytest.approx(getattr(score, term), abs=1e-4)
 
 
-def test_untrained_network_path(camvid, tmp_path):
+def test_untrained_network_path(samples, tmp_path):
     """--labels predicted runs the network (untrained weights: only the path is checked)."""
-    code = main(['--data-root', str(camvid), '--split', 'val', '--model', 'mininet_v2_cpu',
+    code = main(['--data-root', str(samples), '--split', 'val', '--model', 'mininet_v2_cpu',
                  '--weights', 'none', '--backend', 'torch', '--threads', '1',
                  '--size', '128x96', '--max-frames', '6', '--out', str(tmp_path)])
     assert code == 0
@@ -93,17 +93,17 @@ def test_untrained_network_path(camvid, tmp_path):
     assert summary['frames'] == 6 and (tmp_path / 'contact_sheet.png').is_file()
 
 
-def test_bad_data_root_and_split_exit_2(tmp_path, capsys, camvid):
+def test_bad_data_root_and_split_exit_2(tmp_path, capsys, samples):
     """A missing data root or split list is named on stderr, with exit code 2."""
     missing = tmp_path / 'no_such_dataset'
     assert main(['--data-root', str(missing), '--labels', 'ground-truth',
                  '--out', str(tmp_path / 'out')]) == 2
     assert str(missing) in capsys.readouterr().err
-    assert main(['--data-root', str(camvid), '--split', 'nope', '--labels', 'ground-truth',
+    assert main(['--data-root', str(samples), '--split', 'nope', '--labels', 'ground-truth',
                  '--out', str(tmp_path / 'out')]) == 2
     err = capsys.readouterr().err
     assert 'nope.txt' in err and 'val' in err
-    assert main(['--data-root', str(camvid), '--labels', 'ground-truth', '--set',
+    assert main(['--data-root', str(samples), '--labels', 'ground-truth', '--set',
                  'min_gap_frames=0', '--out', str(tmp_path / 'out')]) == 2
     assert 'min_gap_frames must be an integer in [1' in capsys.readouterr().err
     assert not (tmp_path / 'out' / 'report.md').exists()

@@ -67,9 +67,9 @@ def gate_driver(tmp_path_factory):
     return binary
 
 
-def test_gate_decisions_follow_the_offline_files(gate_driver, camvid, tmp_path):
+def test_gate_decisions_follow_the_offline_files(gate_driver, samples, tmp_path):
     """OR adds exactly the listed keyframes; AND vetoes low quality unless starving."""
-    assert keyframes_main(['--data-root', str(camvid), '--split', 'val', '--labels',
+    assert keyframes_main(['--data-root', str(samples), '--split', 'val', '--labels',
                            'ground-truth', '--max-frames', '30', '--out', str(tmp_path)]) == 0
     with open(tmp_path / 'frames.csv', newline='') as f:
         frames = list(csv.DictReader(f))

@@ -2,16 +2,14 @@
 
 import json
 import logging
-import os
 from pathlib import Path
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from ros_testing import run_cli
 from semseg_ros.core.backends import InferenceGraph
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -30,11 +28,11 @@ def onnx_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope='module')
-def frame(camvid):
-    """One real CamVid frame (RGB) and its labels."""
-    image_rel, label_rel = (camvid / 'val.txt').read_text().split('\n')[0].split()
-    rgb = cv2.cvtColor(cv2.imread(str(camvid / image_rel)), cv2.COLOR_BGR2RGB)
-    return rgb, cv2.imread(str(camvid / label_rel), cv2.IMREAD_GRAYSCALE)
+def frame(samples):
+    """One real CamVid frame (RGB, a shipped sample) and its labels."""
+    image_rel, label_rel = (samples / 'val.txt').read_text().split('\n')[0].split()
+    rgb = cv2.cvtColor(cv2.imread(str(samples / image_rel)), cv2.COLOR_BGR2RGB)
+    return rgb, cv2.imread(str(samples / label_rel), cv2.IMREAD_GRAYSCALE)
 
 
 @pytest.fixture
@@ -165,38 +163,32 @@ def test_class_set_palette_and_overlay():
         load_class_set('kitti')
 
 
-def _run_cli(*args, cwd=REPO):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, '-m', 'semseg_ros.cli', *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def test_segment_cli_writes_pngs_and_names_bad_files(frame, camvid, weights_file, tmp_path):
+def test_segment_cli_writes_pngs_and_names_bad_files(frame, samples, weights_file, tmp_path):
     """``semseg segment`` writes label/colour/overlay PNGs and names an unreadable file."""
-    image_rel = (camvid / 'val.txt').read_text().split()[0]
-    result = _run_cli('segment', str(camvid / image_rel), '--weights', str(weights_file),
-                      '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
+    image_rel = (samples / 'val.txt').read_text().split()[0]
+    result = run_cli('segment', str(samples / image_rel), '--weights', str(weights_file),
+                     '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
     assert result.returncode == 0, result.stderr
     stem = Path(image_rel).stem
     labels = cv2.imread(str(tmp_path / 'out' / f'{stem}_labels.png'), cv2.IMREAD_UNCHANGED)
     assert labels.shape == frame[0].shape[:2] and labels.max() < 11
     assert (tmp_path / 'out' / f'{stem}_overlay.png').is_file()
-    bad = _run_cli('segment', str(tmp_path / 'nope.png'), '--weights', str(weights_file),
-                   '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
+    bad = run_cli('segment', str(tmp_path / 'nope.png'), '--weights', str(weights_file),
+                  '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
     assert bad.returncode == 2 and 'nope.png' in bad.stderr
 
 
 def test_bench_cli_reports_every_figure(tmp_path):
     """``semseg bench`` measures a model in a child process and writes every figure."""
     out = tmp_path / 'bench.json'
-    result = _run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
-                      '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', str(out))
+    result = run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
+                     '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', str(out))
     assert result.returncode == 0, result.stderr
     assert f'| {MODEL} | onnxruntime | fp32 | 64x64 |' in result.stdout
     row = json.loads(out.read_text())['rows'][0]
     assert row['params'] > 100_000 and row['gmacs'] > 0
     assert 0 < row['latency_ms_median'] <= row['latency_ms_p90'] + 1e-9 and row['fps'] > 0
-    bad = _run_cli('bench', '--model', 'segnet')
+    bad = run_cli('bench', '--model', 'segnet')
     assert bad.returncode == 2 and 'valid' in bad.stderr
 
 
@@ -204,8 +196,8 @@ def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
     """``semseg export`` writes deploy and logits graphs that ONNX Runtime runs as PyTorch."""
     import onnxruntime as ort
     deploy = tmp_path / 'deploy.onnx'
-    result = _run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
-                      f'{SIZE[0]}x{SIZE[1]}', '--confidence', '--out', str(deploy))
+    result = run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
+                     f'{SIZE[0]}x{SIZE[1]}', '--confidence', '--out', str(deploy))
     assert result.returncode == 0, result.stderr
     assert 'agree with PyTorch on 100' in result.stdout
     session = ort.InferenceSession(str(deploy), providers=['CPUExecutionProvider'])
@@ -216,13 +208,13 @@ def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
     assert given.segment(np.zeros((96, 128, 3), np.uint8), with_confidence=True).confidence \
         is not None
     logits = tmp_path / 'logits.onnx'
-    result = _run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
-                      f'{SIZE[0]}x{SIZE[1]}', '--graph', 'logits', '--out', str(logits))
+    result = run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
+                     f'{SIZE[0]}x{SIZE[1]}', '--graph', 'logits', '--out', str(logits))
     assert result.returncode == 0, result.stderr
     with pytest.raises(ValueError, match='not a deployment graph'):
         make(weights_file, onnx_path=str(logits))
-    bad = _run_cli('export', '--model', MODEL, '--weights', 'none', '--size', '100x100',
-                   '--out', str(tmp_path / 'bad.onnx'))
+    bad = run_cli('export', '--model', MODEL, '--weights', 'none', '--size', '100x100',
+                  '--out', str(tmp_path / 'bad.onnx'))
     assert bad.returncode == 2 and 'multiples of 8' in bad.stderr
     assert not (tmp_path / 'bad.onnx').exists()
 
