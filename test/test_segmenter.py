@@ -107,7 +107,7 @@ def test_weights_errors_say_what_was_expected(tmp_path, weights_file):
         make(wrong)
     garbage = tmp_path / 'garbage.pt'
     garbage.write_bytes(b'not a checkpoint')
-    with pytest.raises(WeightsError, match='cannot read'):
+    with pytest.raises(WeightsError, match='not a weights file'):
         make(garbage)
 
 
