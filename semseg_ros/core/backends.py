@@ -113,15 +113,20 @@ def check_precision(precision: str, backend: str = 'onnxruntime') -> None:
 
 
 def graph_metadata(model_name: str, weights_digest: str, width: int, height: int,
-                   precision: str = 'fp32') -> Dict[str, str]:
+                   precision: str = 'fp32', num_classes: Optional[int] = None
+                   ) -> Dict[str, str]:
     """Return the metadata a deployment graph is stored and looked up with.
 
-    An INT8 graph also records the calibration frames' digest and the recipe version, so
-    a cached one is rebuilt when either changes.
+    Model, input size and class count let a graph given to a node be checked against the
+    node's configuration (:func:`check_given_graph`). An INT8 graph also records the
+    calibration frames' digest and the recipe version, so a cached one is rebuilt when either
+    changes.
     """
     check_precision(precision)
     metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': weights_digest,
                 'semseg_ros.input_size': f'{width}x{height}', 'semseg_ros.precision': precision}
+    if num_classes is not None:
+        metadata['semseg_ros.num_classes'] = str(int(num_classes))
     if precision == 'int8':
         from semseg_ros.core.quantize import calibration_digest, INT8_RECIPE
         metadata.update({'semseg_ros.calibration_sha256': calibration_digest(),
@@ -263,10 +268,10 @@ class OnnxGraphCache:
 
     def __init__(self, network: nn.Module, model_name: str, weights: Optional[Path],
                  width: int, height: int, given: Optional[Path] = None,
-                 precision: str = 'fp32'):
+                 precision: str = 'fp32', num_classes: Optional[int] = None):
         check_precision(precision)
         if given is not None:
-            check_given_graph(Path(given), precision)
+            check_given_graph(Path(given), precision, model_name, width, height, num_classes)
         self.network, self.model_name, self.weights = network, model_name, weights
         self.width, self.height, self.precision = width, height, precision
         self.given = Path(given) if given is not None else None
@@ -278,7 +283,8 @@ class OnnxGraphCache:
         else:
             self.folder = writable_dir(weights.parent)
             self.stem, digest = weights.stem, file_digest(weights)
-        self.metadata = graph_metadata(model_name, digest, width, height, precision)
+        self.metadata = graph_metadata(model_name, digest, width, height, precision,
+                                       num_classes)
 
     def path(self, with_confidence: bool) -> Path:
         """Return the graph's file, exporting it first if it is missing or stale."""
@@ -302,19 +308,57 @@ class OnnxGraphCache:
         return path
 
 
-def check_given_graph(path: Path, precision: str) -> None:
-    """Refuse a missing graph file, or one whose recorded precision is not ``precision``.
+# What a graph given to a node must record, and how each is named in an error.
+_REQUIRED_METADATA = {'semseg_ros.model': 'model', 'semseg_ros.input_size': 'input size',
+                      'semseg_ros.num_classes': 'classes'}
 
-    Graphs without the record (exported before it existed) are accepted as they are.
+
+def check_given_graph(path: Path, precision: str, model_name: Optional[str] = None,
+                      width: Optional[int] = None, height: Optional[int] = None,
+                      num_classes: Optional[int] = None) -> None:
+    """Refuse a graph file that is missing or was not exported for this configuration.
+
+    The model, input size and class count recorded at export (``semseg export``) must be
+    those configured (each one given), and the recorded precision ``precision``; a graph
+    without that record is refused too, since nothing would tell a graph of another network
+    (whose class ids mean other classes) from the right one.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Another model, size, class count or precision, or no record; the message
+            names the file, both sides and how to get a fitting graph, in one line.
     """
+    import onnx
     if not path.is_file():
         raise FileNotFoundError(f'ONNX file not found: {path}')
     try:
-        recorded = onnx_metadata(path).get('semseg_ros.precision')
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # not readable as ONNX: ONNX Runtime names the problem when loading
         return
-    if recorded is not None and recorded != precision:
-        raise ValueError(f'{path} holds a {recorded} graph but precision {precision} was asked '
-                         f'for; export a {precision} graph (`semseg export'
+    inputs, outputs = proto.graph.input, proto.graph.output
+    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != onnx.TensorProto.UINT8 \
+            or not outputs or outputs[0].name != 'labels':
+        raise ValueError(f'{path} is not a deployment graph (uint8 image in, labels out); '
+                         'export one with `semseg export --graph deploy`')
+    recorded = {entry.key: entry.value for entry in proto.metadata_props}
+    export = (f'`semseg export --model {model_name} --size {width}x{height}'
+              f'{" --int8" if precision == "int8" else ""}`')
+    missing = [name for key, name in _REQUIRED_METADATA.items() if key not in recorded]
+    if model_name is not None and missing:
+        raise ValueError(f'{path} does not record its {", ".join(missing)} (not exported by '
+                         f'`semseg export`); export the graph with {export}')
+    expected = {'semseg_ros.model': model_name,
+                'semseg_ros.input_size': None if width is None else f'{width}x{height}',
+                'semseg_ros.num_classes': None if num_classes is None else str(num_classes)}
+    wrong = [f'{name} {recorded[key]} (configured: {expected[key]})'
+             for key, name in _REQUIRED_METADATA.items()
+             if expected[key] is not None and recorded.get(key) != expected[key]]
+    if wrong:
+        raise ValueError(f'{path} was exported for another configuration: {"; ".join(wrong)}. '
+                         f'Export one with {export}, or configure the node as the graph')
+    graph_precision = recorded.get('semseg_ros.precision')
+    if graph_precision is not None and graph_precision != precision:
+        raise ValueError(f'{path} holds a {graph_precision} graph but precision {precision} '
+                         f'was asked for; export a {precision} graph (`semseg export'
                          f'{" --int8" if precision == "int8" else ""}`) or set precision '
-                         f'{recorded}')
+                         f'{graph_precision}')

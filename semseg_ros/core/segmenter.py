@@ -117,7 +117,7 @@ class Segmenter:
         else:
             graphs = OnnxGraphCache(self.network, config.model, self.weights_path, *size,
                                     given=Path(config.onnx_path) if config.onnx_path else None,
-                                    precision=config.precision)
+                                    precision=config.precision, num_classes=num_classes)
             self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
                                               config.fp16)
         self.device = self.backend.device if config.backend == 'torch' else (
