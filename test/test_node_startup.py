@@ -47,7 +47,7 @@ def test_a_signal_at_any_moment_of_start_up_exits_cleanly(tmp_path):
         '-r', '__node:=exporting', '-p', 'weights:=none', '-p', 'backend:=onnxruntime',
         '-p', 'input_width:=256', '-p', 'input_height:=128', '-p', 'threads:=1'])
     spinning = NodeProcess(tmp_path, 'spinning', ['-r', '__node:=spinning', *QUICK])
-    exporting.wait_for_log('exporting mininet_v2_cpu')
+    exporting.wait_for_log('building the fp32 graph of mininet_v2_cpu')
     exporting.signal(signal.SIGINT)
     spinning.wait_for_log('segmenting ')
     spinning.signal(signal.SIGTERM)

@@ -227,6 +227,10 @@ def add_segmenter_arguments(parser: argparse.ArgumentParser) -> None:
                         help='network input WxH (default 512x256)')
     parser.add_argument('--threads', type=int, default=0,
                         help='inference threads (default 0: all cores)')
+    parser.add_argument('--graph-cache', default='',
+                        help='folder derived ONNX graphs are built into (default: '
+                             '$SEMSEG_ROS_CACHE, $ROS_HOME/semseg_ros/graphs or '
+                             '~/.cache/semseg_ros/graphs)')
 
 
 def segmenter_config(args: argparse.Namespace) -> SegmenterConfig:
@@ -234,7 +238,7 @@ def segmenter_config(args: argparse.Namespace) -> SegmenterConfig:
     return SegmenterConfig(model=args.model, weights=args.weights, class_set=args.class_set,
                            backend=args.backend, device=args.device,
                            input_width=args.size[0], input_height=args.size[1],
-                           threads=args.threads)
+                           threads=args.threads, graph_cache=args.graph_cache)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

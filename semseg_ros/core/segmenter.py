@@ -49,9 +49,11 @@ class SegmenterConfig:
         fp16: Half precision where the hardware supports it (CUDA, TensorRT).
         onnx_path: A deployment graph from ``semseg export`` to use instead of exporting.
         precision: ``'fp32'`` (default) or ``'int8'``: a statically quantized graph, built on
-            first use next to the float one (onnxruntime backend only; about 1.5x faster
+            first use in the graph cache (onnxruntime backend only; about 1.5x faster
             than fp32 for MiniNet-v2-cpu on a CPU with VNNI, labels agreeing on ~98% of
             pixels; see the README).
+        graph_cache: Folder derived graphs (ONNX, INT8, TensorRT engines) are built into;
+            empty: the default of :func:`semseg_ros.core.backends.graph_cache_dir`.
     """
 
     model: str = 'mininet_v2_cpu'
@@ -65,6 +67,7 @@ class SegmenterConfig:
     fp16: bool = False
     onnx_path: str = ''
     precision: str = 'fp32'
+    graph_cache: str = ''
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and its valid values."""
@@ -117,7 +120,8 @@ class Segmenter:
         else:
             graphs = OnnxGraphCache(self.network, config.model, self.weights_path, *size,
                                     given=Path(config.onnx_path) if config.onnx_path else None,
-                                    precision=config.precision, num_classes=num_classes)
+                                    precision=config.precision, num_classes=num_classes,
+                                    cache=config.graph_cache or None)
             self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
                                               config.fp16)
         self.device = self.backend.device if config.backend == 'torch' else (

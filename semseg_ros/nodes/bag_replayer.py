@@ -451,7 +451,8 @@ def launch_options(args: argparse.Namespace) -> Optional[LaunchOptions]:
         weights = str(Path(weights).resolve())
     params = {'model': args.model, 'weights': weights, 'class_set': args.class_set,
               'backend': args.backend, 'device': args.device, 'input_width': args.size[0],
-              'input_height': args.size[1], 'threads': args.threads}
+              'input_height': args.size[1], 'threads': args.threads,
+              'graph_cache': args.graph_cache}
     return LaunchOptions(segmentation_params=params, keyframes=args.keyframes,
                          log_dir=args.log_dir)
 

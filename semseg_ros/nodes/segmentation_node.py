@@ -61,7 +61,8 @@ def node_parameters() -> Dict[str, Tuple[Any, ParamSpec]]:
             'Half precision where the device supports it (CUDA, TensorRT).')),
         'precision': ('fp32', ParamSpec(
             "Numeric precision of the graph: 'fp32', or 'int8' (statically quantized, built "
-            'and calibrated on first use; onnxruntime backend only).', choices=PRECISIONS)),
+            'and calibrated on first use into graph_cache; onnxruntime backend only).',
+            choices=PRECISIONS)),
         'threads': (0, ParamSpec('CPU inference threads (0: the runtime default).',
                                  limits=(0, 256))),
         'input_width': (512, ParamSpec(
@@ -69,6 +70,10 @@ def node_parameters() -> Dict[str, Tuple[Any, ParamSpec]]:
             limits=(8, 8192))),
         'input_height': (256, ParamSpec('Network input height in pixels.',
                                         limits=(8, 8192))),
+        'graph_cache': ('', ParamSpec(
+            'Folder derived graphs (ONNX at another size, INT8, TensorRT engines) are built '
+            'into on first use; empty: $SEMSEG_ROS_CACHE, else $ROS_HOME/semseg_ros/graphs, '
+            'else $XDG_CACHE_HOME/semseg_ros/graphs. Never the installed package.')),
         'onnx_path': ('', ParamSpec(
             'A graph from `semseg export` to run instead of exporting one (onnxruntime '
             'backend).')),
@@ -209,7 +214,7 @@ class SegmentationNode(Node):
             device=self._param('device'), input_width=self._param('input_width'),
             input_height=self._param('input_height'), threads=self._param('threads'),
             fp16=self._param('fp16'), onnx_path=self._param('onnx_path'),
-            precision=self._param('precision'))
+            precision=self._param('precision'), graph_cache=self._param('graph_cache'))
         try:
             return Segmenter(config)
         except (ValueError, OSError) as error:  # WeightsError is a ValueError
