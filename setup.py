@@ -27,7 +27,7 @@ setup(
     include_package_data=True,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
-        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE, ['package.xml', 'LICENSE']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
     ] + _tree('config'),
     install_requires=['setuptools'],
