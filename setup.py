@@ -36,7 +36,8 @@ setup(
     maintainer_email='semseg-ros@example.org',
     description='Real-time semantic segmentation and semantic keyframe selection for ROS 2.',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    # colcon test runs pytest for packages that declare it here (not in tests_require).
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'semseg = semseg_ros.cli:main',
