@@ -37,7 +37,8 @@ def test_a_missing_config_is_one_clear_error(value, shown):
         parameters_file(value, CONFIG, 'config')
     message = str(refused.value)
     assert message.startswith(f'launch argument config: no parameters file {shown};')
-    assert 'cpu_robot.yaml, gpu_mininet_v2.yaml' in message and '\n' not in message
+    assert '(cpu_robot.yaml, gpu_mininet_v2.yaml, jetson_enet.yaml, jetson_rdsnet.yaml)' \
+        in message and '\n' not in message
 
 
 def test_flags_and_optional_files():

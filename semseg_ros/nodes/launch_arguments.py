@@ -12,9 +12,9 @@ from typing import List
 
 
 def shipped_configs(config_dir: str) -> List[str]:
-    """Return the parameters files in ``config_dir``, by name."""
-    folder = Path(config_dir)
-    return sorted(p.name for p in folder.glob('*.yaml')) if folder.is_dir() else []
+    """Return the node parameters files in ``config_dir``, by name."""
+    return sorted(path.name for path in Path(config_dir).glob('*.yaml')
+                  if 'ros__parameters' in path.read_text(errors='replace'))
 
 
 def parameters_file(value: str, config_dir: str, argument: str) -> str:
