@@ -40,19 +40,26 @@ def test_a_signal_at_any_moment_of_start_up_exits_cleanly(tmp_path):
     """While Python imports, while a graph is exported, while spinning: exit 0, no traceback."""
     importing = [NodeProcess(tmp_path, f'importing_{sig.name}', QUICK) for sig in
                  (signal.SIGINT, signal.SIGTERM)]
-    for node, sig in zip(importing, (signal.SIGINT, signal.SIGTERM)):
-        wait_until_importing(node)
-        node.signal(sig)
     exporting = NodeProcess(tmp_path, 'exporting', [
         '-r', '__node:=exporting', '-p', 'weights:=none', '-p', 'backend:=onnxruntime',
         '-p', 'input_width:=256', '-p', 'input_height:=128', '-p', 'threads:=1'])
     spinning = NodeProcess(tmp_path, 'spinning', ['-r', '__node:=spinning', *QUICK])
-    exporting.wait_for_log('building the fp32 graph of mininet_v2_cpu')
-    exporting.signal(signal.SIGINT)
-    spinning.wait_for_log('segmenting ')
-    spinning.signal(signal.SIGTERM)
-    for node in (*importing, exporting, spinning):
-        assert_clean_exit(node, node.wait_exit())
+    nodes = (*importing, exporting, spinning)
+    try:
+        for node, sig in zip(importing, (signal.SIGINT, signal.SIGTERM)):
+            wait_until_importing(node)
+            node.signal(sig)
+        exporting.wait_for_log('building the fp32 graph of mininet_v2_cpu')
+        exporting.signal(signal.SIGINT)
+        spinning.wait_for_log('segmenting ')
+        spinning.signal(signal.SIGTERM)
+        for node in nodes:
+            assert_clean_exit(node, node.wait_exit())
+    finally:
+        for node in nodes:  # those a failure left running
+            if node.process.poll() is None:
+                node.process.kill()
+                node.process.wait()
     assert 'segmenting ' not in exporting.log(), 'the export was not interrupted'
 
 
@@ -83,8 +90,10 @@ def test_a_params_file_for_another_node_is_warned_about(tmp_path):
     node = NodeProcess(tmp_path, 'unmatched', [
         '--params-file', str(other), '--params-file', str(matching), '-r', '__ns:=/robot',
         *QUICK])
-    log = node.wait_for_log('segmenting ')
-    node.signal(signal.SIGINT)
+    try:
+        log = node.wait_for_log('segmenting ')
+    finally:
+        node.signal(signal.SIGINT)
     assert_clean_exit(node, node.wait_exit())
     warnings = [line for line in log.splitlines() if '[WARN]' in line and 'parameters' in line]
     assert len(warnings) == 1, log
