@@ -27,7 +27,7 @@ setup(
     include_package_data=True,
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
-        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE, ['package.xml', 'LICENSE']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
     ] + _tree('config'),
     install_requires=['setuptools'],
@@ -36,7 +36,8 @@ setup(
     maintainer_email='semseg-ros@example.org',
     description='Real-time semantic segmentation and semantic keyframe selection for ROS 2.',
     license='Apache-2.0',
-    tests_require=['pytest'],
+    # colcon test runs pytest for packages that declare it here (not in tests_require).
+    extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
             'semseg = semseg_ros.cli:main',

@@ -1,17 +1,22 @@
 """Launch the semseg_ros segmentation node with a platform parameters file.
 
     ros2 launch semseg_ros segmentation.launch.py image_topic:=/camera/image_raw
-    ros2 launch semseg_ros segmentation.launch.py \\
-        config:=$(ros2 pkg prefix semseg_ros)/share/semseg_ros/config/jetson_enet.yaml
+    ros2 launch semseg_ros segmentation.launch.py config:=jetson_enet.yaml
+    ros2 launch semseg_ros segmentation.launch.py config:=/path/to/my_robot.yaml
     ros2 launch semseg_ros segmentation.launch.py model:=mininet_v2 namespace:=front \\
         use_compressed:=true
+
+Stop it with Ctrl-C (SIGINT): a SIGTERM to ``ros2 launch`` leaves the node running
+(ros2/launch#666).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from semseg_ros.nodes.launch_arguments import flag, parameters_file, PLAIN_LOG_ENV
 
 PACKAGE = 'semseg_ros'
 
@@ -19,9 +24,10 @@ ARGUMENTS = (
     ('model', '',
      'Segmentation network (mininet_v2_cpu, mininet_v2, enet, rds_net); empty: the one in '
      'the config file.'),
-    ('config', PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'cpu_robot.yaml']),
-     'Parameters file of the node (config/cpu_robot.yaml, jetson_enet.yaml, '
-     'jetson_rdsnet.yaml, gpu_mininet_v2.yaml, or your own).'),
+    ('config', 'cpu_robot.yaml',
+     'Parameters file of the node: a name in the installed config/ (cpu_robot.yaml, '
+     'jetson_enet.yaml, jetson_rdsnet.yaml, gpu_mininet_v2.yaml) or a path to your own; '
+     'a missing file stops the launch.'),
     ('image_topic', '/camera/image_raw',
      'Camera image topic (sensor_msgs/Image); with use_compressed, its /compressed '
      'sub-topic is read.'),
@@ -35,10 +41,10 @@ ARGUMENTS = (
 def _segmentation_node(context):
     """Build the node from the resolved arguments (an empty model keeps the config's)."""
     model = LaunchConfiguration('model').perform(context).strip()
-    compressed = LaunchConfiguration('use_compressed').perform(context).strip().lower()
-    if compressed not in ('true', 'false'):
-        raise ValueError(f"use_compressed must be 'true' or 'false', got {compressed!r}")
-    overrides = {'input_transport': 'compressed' if compressed == 'true' else 'raw'}
+    compressed = flag(LaunchConfiguration('use_compressed').perform(context), 'use_compressed')
+    config = parameters_file(LaunchConfiguration('config').perform(context),
+                             FindPackageShare(PACKAGE).perform(context) + '/config', 'config')
+    overrides = {'input_transport': 'compressed' if compressed else 'raw'}
     if model:
         overrides['model'] = model
     return [Node(
@@ -47,10 +53,10 @@ def _segmentation_node(context):
         name='segmentation_node',
         namespace=LaunchConfiguration('namespace'),
         # Later entries win: the launch arguments override the parameters file.
-        parameters=[LaunchConfiguration('config'), overrides],
+        parameters=[config, overrides],
         remappings=[('image', LaunchConfiguration('image_topic'))],
         output='screen',
-        emulate_tty=True,
+        additional_env=PLAIN_LOG_ENV,
     )]
 
 

@@ -10,13 +10,19 @@ camera itself for the image-quality terms; it publishes ~/scores, ~/keyframe,
 ~/keyframe_image and ~/dynamic_mask. With single_process:=true both nodes run in one process
 on one executor (the keyframe_pipeline executable; rclpy has no composable
 nodes), so masks and images do not cross DDS.
+
+Stop it with Ctrl-C (SIGINT): a SIGTERM to ``ros2 launch`` leaves the nodes running
+(ros2/launch#666).
 """
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from semseg_ros.nodes.launch_arguments import (flag, optional_file, parameters_file,
+                                               PLAIN_LOG_ENV)
 
 PACKAGE = 'semseg_ros'
 SEGMENTATION_NODE = 'segmentation_node'
@@ -29,10 +35,10 @@ ARGUMENTS = (
     ('model', '',
      'Segmentation network (mininet_v2_cpu, mininet_v2, enet, rds_net); empty: the one in '
      'segmentation_config.'),
-    ('segmentation_config',
-     PathJoinSubstitution([FindPackageShare(PACKAGE), 'config', 'cpu_robot.yaml']),
-     'Parameters file of the segmentation node (config/cpu_robot.yaml, jetson_enet.yaml, '
-     'jetson_rdsnet.yaml, gpu_mininet_v2.yaml, or your own).'),
+    ('segmentation_config', 'cpu_robot.yaml',
+     'Parameters file of the segmentation node: a name in the installed config/ '
+     '(cpu_robot.yaml, jetson_enet.yaml, jetson_rdsnet.yaml, gpu_mininet_v2.yaml) or a path '
+     'to your own; a missing file stops the launch.'),
     ('keyframe_config', '',
      'Keyframe configuration in config/keyframes.yaml format (scoring weights, gaps, '
      'window); empty: the shipped one.'),
@@ -50,10 +56,7 @@ ARGUMENTS = (
 
 def _flag(context, name: str) -> bool:
     """Return a true/false launch argument as a bool, refusing anything else."""
-    value = LaunchConfiguration(name).perform(context).strip().lower()
-    if value not in ('true', 'false'):
-        raise ValueError(f"launch argument {name} must be 'true' or 'false', got {value!r}")
-    return value == 'true'
+    return flag(LaunchConfiguration(name).perform(context), name)
 
 
 def _nodes(context):
@@ -62,10 +65,14 @@ def _nodes(context):
     namespace = LaunchConfiguration('namespace')
     model = LaunchConfiguration('model').perform(context).strip()
     use_confidence = _flag(context, 'use_confidence')
+    config = parameters_file(LaunchConfiguration('segmentation_config').perform(context),
+                             FindPackageShare(PACKAGE).perform(context) + '/config',
+                             'segmentation_config')
     segmentation = {'publish_confidence': use_confidence, 'output_resolution': 'input'}
     if model:
         segmentation['model'] = model
-    keyframe = {'config_file': LaunchConfiguration('keyframe_config').perform(context),
+    keyframe = {'config_file': optional_file(
+                    LaunchConfiguration('keyframe_config').perform(context), 'keyframe_config'),
                 'use_image': _flag(context, 'use_image'), 'use_confidence': use_confidence}
     if not keyframe['use_image']:
         keyframe['min_shared_features'] = 0  # the visual overlap needs the camera images
@@ -74,21 +81,22 @@ def _nodes(context):
         # unnamed node go to `/**`, which both nodes read (each only declares its own).
         return [Node(
             package=PACKAGE, executable='keyframe_pipeline', namespace=namespace,
-            parameters=[LaunchConfiguration('segmentation_config'), {**segmentation,
-                                                                     **keyframe}],
-            remappings=[('image', image_topic)], output='screen', emulate_tty=True)]
+            parameters=[config, {**segmentation, **keyframe}],
+            remappings=[('image', image_topic)], output='screen',
+            additional_env=PLAIN_LOG_ENV)]
     return [
         Node(package=PACKAGE, executable='segmentation_node', name=SEGMENTATION_NODE,
              namespace=namespace,
              # Later entries win: the launch arguments override the parameters file.
-             parameters=[LaunchConfiguration('segmentation_config'), segmentation],
-             remappings=[('image', image_topic)], output='screen', emulate_tty=True),
+             parameters=[config, segmentation],
+             remappings=[('image', image_topic)], output='screen',
+             additional_env=PLAIN_LOG_ENV),
         Node(package=PACKAGE, executable='keyframe_node', name=KEYFRAME_NODE,
              namespace=namespace, parameters=[keyframe],
              remappings=[('label_mask', f'{SEGMENTATION_NODE}/label_mask'),
                          ('confidence', f'{SEGMENTATION_NODE}/confidence'),
                          ('image', image_topic)],
-             output='screen', emulate_tty=True),
+             output='screen', additional_env=PLAIN_LOG_ENV),
     ]
 
 

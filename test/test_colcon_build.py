@@ -2,6 +2,7 @@
 
 import os
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
@@ -42,12 +43,22 @@ def workspace(tmp_path_factory):
     return root / 'install' / 'semseg_ros'
 
 
+def _colcon(workspace, *args, timeout=600):
+    """Run colcon in the workspace of ``workspace`` (its install/semseg_ros folder)."""
+    colcon = shutil.which('colcon', path=str(VENV_BIN)) or shutil.which('colcon')
+    env = dict(os.environ, AMENT_PREFIX_PATH=str(VENV_BIN.parent),
+               PATH=f'{VENV_BIN}{os.pathsep}{os.environ.get("PATH", "")}')
+    env.pop('PYTHONPATH', None)  # the tests must import the installed package
+    return subprocess.run([colcon, *args], cwd=workspace.parents[1], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def test_executables_launch_and_config_are_installed(workspace):
     """Executables go to lib/semseg_ros, launch/ and config/ to share/semseg_ros."""
     for executable in ('segmentation_node', 'keyframe_node', 'semseg'):
         assert (workspace / 'lib' / 'semseg_ros' / executable).is_file(), executable
     share = workspace / 'share' / 'semseg_ros'
-    assert (share / 'package.xml').is_file()
+    assert (share / 'package.xml').is_file() and (share / 'LICENSE').is_file()
     assert sorted(p.name for p in (share / 'launch').glob('*.launch.py'))
     assert (share / 'config' / 'classes' / 'camvid.yaml').is_file()
     assert (share / 'config' / 'cpu_robot.yaml').is_file()
@@ -79,3 +90,16 @@ def test_installed_package_finds_its_share_files(workspace):
     shipped = [Path(name).name for name in _tracked_files()
                if name.startswith('semseg_ros/weights/')]
     assert shipped and weights.split(',') == sorted(shipped)
+
+
+def test_colcon_test_runs_the_suite(workspace):
+    """``colcon test`` finds pytest (extras_require) and runs tests: a quick subset here."""
+    tested = _colcon(workspace, 'test', '--packages-select', 'semseg_ros',
+                     '--pytest-args', '-k', 'test_packaging or test_weights_errors')
+    assert tested.returncode == 0, f'{tested.stdout}{tested.stderr}'
+    result = _colcon(workspace, 'test-result', '--all', '--verbose')
+    summary = [line for line in result.stdout.splitlines() if line.startswith('Summary:')]
+    assert summary, result.stdout
+    tests, errors, failures = (int(word) for word in re.findall(
+        r'(\d+) tests?, (\d+) errors?, (\d+) failures?', summary[0])[0])
+    assert tests > 0 and errors == 0 and failures == 0, result.stdout

@@ -104,33 +104,45 @@ def test_int8_labels_agree_with_fp32_on_real_frames(segmenters, sample_frames):
     assert segmenters['int8'].describe()['precision'] == 'int8'
 
 
-def test_int8_graph_is_cached_beside_fp32_keyed_by_precision(segmenters, weights_file):
-    """Each precision has its own file, recorded in its metadata; a rebuild reuses both."""
-    folder = weights_file.parent
-    names = {p.name for p in folder.glob('*.onnx')}
+def cached_graphs(workdir, weights_file):
+    """Return the fp32 and int8 graphs of the test weights in the module's graph cache."""
     stem = f'{weights_file.stem}.{SIZE[0]}x{SIZE[1]}'
-    assert {f'{stem}.onnx', f'{stem}.int8.onnx'} <= names, names
-    int8_meta = onnx_metadata(folder / f'{stem}.int8.onnx')
+    cache = workdir / 'cache'
+    fp32 = [p for p in cache.glob(f'{stem}.*.onnx') if len(p.name.split('.')) == 4]
+    int8 = list(cache.glob(f'{stem}.int8.*.onnx'))
+    assert len(fp32) == 1 and len(int8) == 1, sorted(p.name for p in cache.iterdir())
+    return fp32[0], int8[0]
+
+
+def test_int8_graph_is_cached_beside_fp32_keyed_by_precision(segmenters, workdir,
+                                                             weights_file):
+    """Each precision has its own file, recorded in its metadata; a rebuild reuses both."""
+    fp32_file, int8_file = cached_graphs(workdir, weights_file)
+    int8_meta = onnx_metadata(int8_file)
     assert int8_meta['semseg_ros.precision'] == 'int8'
     assert int8_meta['semseg_ros.calibration_sha256'] == calibration_digest()
     assert int8_meta['semseg_ros.int8_recipe'] == INT8_RECIPE
-    assert onnx_metadata(folder / f'{stem}.onnx')['semseg_ros.precision'] == 'fp32'
+    assert onnx_metadata(fp32_file)['semseg_ros.precision'] == 'fp32'
+    assert not list(weights_file.parent.glob('*.onnx')), 'a graph was written beside the weights'
     # The int8 graph really is quantized: int8 weights, uint8 activations.
-    session = ort.InferenceSession(str(folder / f'{stem}.int8.onnx'),
-                                   providers=['CPUExecutionProvider'])
+    session = ort.InferenceSession(str(int8_file), providers=['CPUExecutionProvider'])
     assert session.get_inputs()[0].type == 'tensor(uint8)'
     import onnx
-    ops = {node.op_type for node in onnx.load(str(folder / f'{stem}.int8.onnx')).graph.node}
+    ops = {node.op_type for node in onnx.load(str(int8_file)).graph.node}
     assert {'QuantizeLinear', 'DequantizeLinear', 'Conv'} <= ops and 'ConvTranspose' not in ops
+    folder = int8_file.parent
     stamps = {p: p.stat().st_mtime_ns for p in folder.glob('*.onnx')}
-    make(weights_file, 'int8')
+    os.environ['SEMSEG_ROS_CACHE'] = str(folder)
+    try:
+        make(weights_file, 'int8')
+    finally:
+        os.environ.pop('SEMSEG_ROS_CACHE')
     assert {p: p.stat().st_mtime_ns for p in folder.glob('*.onnx')} == stamps, 'rebuilt'
 
 
-def test_given_graph_of_another_precision_is_refused(segmenters, weights_file):
+def test_given_graph_of_another_precision_is_refused(segmenters, workdir, weights_file):
     """An fp32 file given as onnx_path cannot run as int8, and the other way round."""
-    stem = f'{weights_file.stem}.{SIZE[0]}x{SIZE[1]}'
-    fp32_file, int8_file = (weights_file.parent / f'{stem}{s}.onnx' for s in ('', '.int8'))
+    fp32_file, int8_file = cached_graphs(workdir, weights_file)
     with pytest.raises(ValueError, match='holds a fp32 graph but precision int8 was asked'):
         make(weights_file, 'int8', onnx_path=str(fp32_file))
     with pytest.raises(ValueError, match='holds a int8 graph but precision fp32'):

@@ -105,7 +105,7 @@ def test_weights_errors_say_what_was_expected(tmp_path, weights_file):
         make(wrong)
     garbage = tmp_path / 'garbage.pt'
     garbage.write_bytes(b'not a checkpoint')
-    with pytest.raises(WeightsError, match='cannot read'):
+    with pytest.raises(WeightsError, match='not a weights file'):
         make(garbage)
 
 
@@ -119,19 +119,25 @@ def test_config_errors_list_valid_choices():
         Segmenter(SegmenterConfig(weights='none', input_width=500, input_height=256))
 
 
-def test_onnx_graph_is_cached_next_to_weights_and_refreshed(frame, weights_file):
-    """The exported graph is reused while the weights are unchanged, re-exported after."""
+def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path):
+    """The graph is built into the cache folder, reused while the weights are unchanged, and
+    built again under another key after; nothing is written beside the weights."""
     rgb, _ = frame
+    cache = tmp_path / 'cache'  # $SEMSEG_ROS_CACHE of the onnx_cache fixture
     make(weights_file).segment(rgb)
-    cached = sorted(weights_file.parent.glob('*.onnx'))
-    assert [p.name for p in cached] == [f'{MODEL}_test.{SIZE[0]}x{SIZE[1]}.onnx']
+    cached = sorted(cache.glob('*.onnx'))
+    assert len(cached) == 1 and cached[0].name.startswith(f'{MODEL}_test.{SIZE[0]}x{SIZE[1]}.')
+    assert not list(weights_file.parent.glob('*.onnx'))
     stamp = cached[0].stat().st_mtime_ns
     make(weights_file).segment(rgb)
     assert cached[0].stat().st_mtime_ns == stamp, 're-exported although nothing changed'
     torch.manual_seed(1)
     save_weights(weights_file, create_model(MODEL), MODEL, 11, 'camvid')
     make(weights_file).segment(rgb)
-    assert cached[0].stat().st_mtime_ns != stamp, 'stale graph used after the weights changed'
+    assert len(list(cache.glob('*.onnx'))) == 2, 'stale graph used after the weights changed'
+    other = tmp_path / 'other_cache'
+    make(weights_file, graph_cache=str(other)).segment(rgb)
+    assert len(list(other.glob('*.onnx'))) == 1, 'the graph_cache setting was not used'
 
 
 def test_cuda_missing_falls_back_to_cpu(weights_file, caplog):

@@ -35,6 +35,9 @@ from semseg_ros.core.segmenter import Segmenter
 from semseg_ros.keyframes import KeyframePolicy, KeyframeScorer, load_keyframe_config
 from semseg_ros.messages.conversions import ImageConversionError
 
+# Undecodable images named one by one; the rest are counted in the summary.
+REPORTED_BAD_FRAMES = 5
+
 
 @dataclass
 class ProcessReport:
@@ -43,7 +46,8 @@ class ProcessReport:
     Attributes:
         output: The bag written.
         frames: Images segmented.
-        bad_frames: Images that could not be decoded (skipped, each reported).
+        bad_frames: Images that could not be decoded (skipped; the first few reported).
+        first_error: Why the first of them could not be decoded ('' if none).
         seconds: Wall time of the whole run (reading, segmenting, writing).
         fps: ``frames / seconds``.
         segment_ms: Mean Segmenter time per frame (pre-process, inference, post-process).
@@ -56,6 +60,7 @@ class ProcessReport:
     output: str
     frames: int = 0
     bad_frames: int = 0
+    first_error: str = ''
     seconds: float = 0.0
     fps: float = 0.0
     segment_ms: float = 0.0
@@ -128,7 +133,8 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
         progress: Show a progress bar.
 
     Raises:
-        BagError: The input is missing, corrupt, or lacks the topics; the output exists.
+        BagError: The input is missing, corrupt, or lacks the topics; the output exists; or
+            not one image of the topic could be decoded (then no output bag is left).
     """
     check_distinct(in_bag, out_bag)
     report = ProcessReport(str(out_bag), segmenter=segmenter.describe())
@@ -167,7 +173,9 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
                 rgb = decode_rgb(message, connection.msgtype)
             except ImageConversionError as error:
                 report.bad_frames += 1
-                tqdm.write(f'bag process: skipping the image {where}: {error}')
+                report.first_error = report.first_error or f'{where}: {error}'
+                if report.bad_frames <= REPORTED_BAD_FRAMES:
+                    tqdm.write(f'bag process: skipping the image {where}: {error}')
                 bar.update()
                 continue
             result = segmenter.segment(rgb)
@@ -182,6 +190,8 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
             report.frames += 1
             bar.update()
         bar.close()
+        if not report.frames:  # raised inside the writer: the empty output bag is removed
+            raise BagError(_nothing_decoded(in_bag, topic, report))
         if selector is not None:
             selector.flush(record_ns)
             report.keyframes = selector.chosen
@@ -191,3 +201,11 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
     report.segment_ms = segment_ms / report.frames if report.frames else 0.0
     report.accuracy = matcher.result()
     return report
+
+
+def _nothing_decoded(in_bag, topic: str, report: ProcessReport) -> str:
+    """Say why a bag gave no frame: no message on the topic, or none decodable."""
+    if not report.bad_frames:
+        return f'{in_bag}: no message on {topic}; no output bag written'
+    return (f'{in_bag}: none of the {report.bad_frames} images on {topic} could be decoded; '
+            f'no output bag written. The first: {report.first_error}')

@@ -23,7 +23,7 @@ from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 
 # The Segmenter options offered by process and replay.
 SEGMENTER_FLAGS = ['model', 'weights', 'class_set', 'backend', 'device', 'size', 'threads',
-                   'fp16', 'precision']
+                   'fp16', 'precision', 'graph_cache']
 
 
 def add_make_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,7 +100,8 @@ def run_process(args: argparse.Namespace) -> int:
     print(f'wrote {report.output}: {report.frames} frames in {report.seconds:.2f} s = '
           f'{report.fps:.1f} FPS (segmentation {report.segment_ms:.1f} ms/frame)')
     if report.bad_frames:
-        print(f'skipped {report.bad_frames} undecodable images')
+        print(f'skipped {report.bad_frames} undecodable images (the first: '
+              f'{report.first_error})')
     if report.accuracy:
         print(f'mIoU {report.accuracy["miou"]:.3f} over {report.accuracy["frames"]} frames; '
               'per class: ' + ', '.join(

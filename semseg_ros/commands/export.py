@@ -53,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.graph == 'deploy':
         precision = 'int8' if args.int8 else 'fp32'
         metadata = graph_metadata(args.model, file_digest_or_none(weights), width, height,
-                                  precision)
+                                  precision, num_classes)
         export_inference_graph(network, args.out, width, height, args.confidence, metadata,
                                precision)
         ok, report = verify_deploy_graph(network, args.out, width, height, args.confidence,

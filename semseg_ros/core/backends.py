@@ -6,11 +6,13 @@ confidence live inside the graph, so no float image is built in Python and no lo
 tensor is copied out of the runtime: the node only resizes uint8 images around it.
 """
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -118,15 +120,20 @@ def check_precision(precision: str, backend: str = 'onnxruntime') -> None:
 
 
 def graph_metadata(model_name: str, weights_digest: str, width: int, height: int,
-                   precision: str = 'fp32') -> Dict[str, str]:
+                   precision: str = 'fp32', num_classes: Optional[int] = None
+                   ) -> Dict[str, str]:
     """Return the metadata a deployment graph is stored and looked up with.
 
-    An INT8 graph also records the calibration frames' digest and the recipe version, so
-    a cached one is rebuilt when either changes.
+    Model, input size and class count let a graph given to a node be checked against the
+    node's configuration (:func:`check_given_graph`). An INT8 graph also records the
+    calibration frames' digest and the recipe version, so a cached one is rebuilt when either
+    changes.
     """
     check_precision(precision)
     metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': weights_digest,
                 'semseg_ros.input_size': f'{width}x{height}', 'semseg_ros.precision': precision}
+    if num_classes is not None:
+        metadata['semseg_ros.num_classes'] = str(int(num_classes))
     if precision == 'int8':
         from semseg_ros.export.quantize import calibration_digest, INT8_RECIPE
         metadata.update({'semseg_ros.calibration_sha256': calibration_digest(),
@@ -170,7 +177,7 @@ class OnnxRuntimeBackend:
     """Run an exported inference graph with ONNX Runtime.
 
     Providers are chosen best first (TensorRT, CUDA, CPU) among those installed, so the
-    same code serves a Jetson; TensorRT builds and caches its engine next to the model.
+    same code serves a Jetson; TensorRT caches its engines in the graph cache folder.
     """
 
     name = 'onnxruntime'
@@ -186,13 +193,13 @@ class OnnxRuntimeBackend:
         self._sessions: Dict[bool, object] = {}
         self._session(False)  # fail early on a bad model, not on the first frame
 
-    def _provider_options(self, path: Path) -> List[Tuple[str, dict]]:
+    def _provider_options(self) -> List[Tuple[str, dict]]:
         options = []
         for provider in self.providers:
             if provider == 'TensorrtExecutionProvider':
                 options.append((provider, {
                     'trt_fp16_enable': bool(self.fp16), 'trt_engine_cache_enable': True,
-                    'trt_engine_cache_path': str(path.parent / 'trt_cache')}))
+                    'trt_engine_cache_path': str(self._graphs.engine_folder())}))
             else:
                 options.append((provider, {}))
         return options
@@ -213,7 +220,7 @@ class OnnxRuntimeBackend:
             options.add_session_config_entry('session.intra_op.allow_spinning', '0')
             path = self._graphs.path(with_confidence)
             session = ort.InferenceSession(str(path), options,
-                                           providers=self._provider_options(path))
+                                           providers=self._provider_options())
             self.providers = session.get_providers()
             inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
             if len(inputs) != 1 or inputs[0].type != 'tensor(uint8)' or outputs[0] != 'labels':
@@ -238,88 +245,176 @@ def resolve_device_ort(device: str) -> str:
     return device
 
 
-def cache_dir() -> Path:
-    """Return the per-user cache folder for exported graphs ($SEMSEG_ROS_CACHE overrides)."""
-    base = os.environ.get('SEMSEG_ROS_CACHE') or os.path.join(
-        os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')), 'semseg_ros')
-    return Path(base)
+def graph_cache_dir(override: Optional[Union[str, Path]] = None) -> Path:
+    """Return the folder derived graphs are built into.
+
+    In order: ``override`` (the node's ``graph_cache`` parameter, a CLI's ``--graph-cache``);
+    ``$SEMSEG_ROS_CACHE``; ``$ROS_HOME/semseg_ros/graphs`` when ``ROS_HOME`` is set;
+    ``$XDG_CACHE_HOME/semseg_ros/graphs`` (``~/.cache`` when unset). Never the installed
+    package: on a robot it is often read-only and shared.
+    """
+    if override:
+        return Path(override).expanduser()
+    if os.environ.get('SEMSEG_ROS_CACHE'):
+        return Path(os.environ['SEMSEG_ROS_CACHE']).expanduser()
+    if os.environ.get('ROS_HOME'):
+        return Path(os.environ['ROS_HOME']).expanduser() / 'semseg_ros' / 'graphs'
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return Path(base) / 'semseg_ros' / 'graphs'
 
 
-def writable_dir(preferred: Path) -> Path:
-    """Return ``preferred`` if files can be written there, else the user cache folder."""
+def runtime_versions() -> Dict[str, str]:
+    """Return the versions a derived graph depends on besides its metadata."""
+    import onnxruntime
+    return {'onnxruntime': onnxruntime.__version__, 'torch': torch.__version__}
+
+
+def graph_key(metadata: Dict[str, str]) -> str:
+    """Return a short digest of a graph's metadata and the runtime versions: its cache key."""
+    recipe = json.dumps({'metadata': metadata, 'runtime': runtime_versions()}, sort_keys=True)
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+def _is_fresh(path: Path, metadata: Dict[str, str]) -> bool:
+    """Whether ``path`` is a graph recording all of ``metadata``."""
+    if not path.is_file():
+        return False
     try:
-        preferred.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=preferred, prefix='.probe', delete=True)
-        probe.close()
-        return preferred
-    except OSError:
-        return cache_dir()
+        recorded = onnx_metadata(path)
+    except Exception:  # a corrupt cache file is simply rebuilt
+        return False
+    return all(recorded.get(key) == value for key, value in metadata.items())
 
 
 class OnnxGraphCache:
-    """Up-to-date ONNX inference graphs of one network, exported on first use.
+    """Up-to-date ONNX inference graphs of one network, built on first use.
 
-    Graphs are cached next to the weights (or in the user cache when that folder is
-    read-only) and rebuilt when the weights file, model, input size or precision changed
-    (for INT8 also the calibration frames or the recipe: all recorded in the metadata).
-    The INT8 graph lies beside the float one, named ``<stem>.<W>x<H>[.conf].int8.onnx``.
-    A ``given`` .onnx file is used as it is.
+    A graph for the weights, model, input size and precision is looked up (for INT8 the
+    calibration frames and recipe count too: all recorded in the metadata), in order:
+
+    * a ``given`` .onnx file, used as it is (after :func:`check_given_graph`);
+    * a graph beside the weights, ``<stem>.<W>x<H>[.conf][.int8].onnx``, only read;
+    * the cache folder (:func:`graph_cache_dir`), where a missing graph is built, written
+      atomically and named ``<stem>.<W>x<H>[.conf][.int8].<key>.onnx`` with the key of
+      :func:`graph_key` (metadata plus ONNX Runtime and torch versions), so processes with
+      other weights or runtimes never take each other's graphs. TensorRT engines are cached
+      in its ``tensorrt`` subfolder.
+
+    With ``folder`` (shipping graphs beside weights), graphs are built there under the
+    plain name instead.
     """
 
     def __init__(self, network: nn.Module, model_name: str, weights: Optional[Path],
                  width: int, height: int, given: Optional[Path] = None,
-                 precision: str = 'fp32'):
+                 precision: str = 'fp32', num_classes: Optional[int] = None,
+                 cache: Optional[Union[str, Path]] = None, folder: Optional[Path] = None):
         check_precision(precision)
         if given is not None:
-            check_given_graph(Path(given), precision)
+            check_given_graph(Path(given), precision, model_name, width, height, num_classes)
         self.network, self.model_name, self.weights = network, model_name, weights
         self.width, self.height, self.precision = width, height, precision
         self.given = Path(given) if given is not None else None
+        self.cache = graph_cache_dir(cache)
+        self.folder = Path(folder) if folder is not None else None
         if weights is None:
             # Untrained weights differ per process: export into a folder removed with us.
             self._tmp = tempfile.TemporaryDirectory(prefix='semseg_onnx_')
             self.folder = Path(self._tmp.name)
             self.stem, digest = f'{model_name}_untrained', 'untrained'
         else:
-            self.folder = writable_dir(weights.parent)
             self.stem, digest = weights.stem, file_digest(weights)
-        self.metadata = graph_metadata(model_name, digest, width, height, precision)
+        self.metadata = graph_metadata(model_name, digest, width, height, precision,
+                                       num_classes)
 
     def path(self, with_confidence: bool) -> Path:
-        """Return the graph's file, exporting it first if it is missing or stale."""
+        """Return the graph's file, building it first if it is missing or stale.
+
+        Raises:
+            OSError: The cache folder cannot be written (the message says how to choose
+                another).
+        """
         if self.given is not None:
             return self.given
-        suffix = ('.conf' if with_confidence else '') + (
-            '.int8' if self.precision == 'int8' else '')
-        path = self.folder / f'{self.stem}.{self.width}x{self.height}{suffix}.onnx'
-        fresh = False
-        if path.is_file() and self.weights is not None:
+        name = f'{self.stem}.{self.width}x{self.height}' + ('.conf' if with_confidence else '') \
+            + ('.int8' if self.precision == 'int8' else '')
+        if self.folder is not None:
+            path = self.folder / f'{name}.onnx'
+        else:
+            beside = self.weights.parent / f'{name}.onnx'
+            if _is_fresh(beside, self.metadata):
+                return beside
+            path = self.cache / f'{name}.{graph_key(self.metadata)}.onnx'
+        if not _is_fresh(path, self.metadata):
+            LOG.info('building the %s graph of %s at %dx%d into %s', self.precision,
+                     self.model_name, self.width, self.height, path)
             try:
-                meta = onnx_metadata(path)
-                fresh = all(meta.get(k) == v for k, v in self.metadata.items())
-            except Exception:  # a corrupt cache file is simply rebuilt
-                fresh = False
-        if not fresh:
-            LOG.info('exporting %s at %dx%d (%s) to %s', self.model_name, self.width,
-                     self.height, self.precision, path)
-            export_inference_graph(self.network, path, self.width, self.height,
-                                   with_confidence, self.metadata, self.precision)
+                export_inference_graph(self.network, path, self.width, self.height,
+                                       with_confidence, self.metadata, self.precision)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise OSError(f'cannot write the graph cache {path.parent} ({reason}); choose '
+                              'a writable folder with the graph_cache parameter, '
+                              '--graph-cache or $SEMSEG_ROS_CACHE') from error
         return path
 
+    def engine_folder(self) -> Path:
+        """Return (creating it) the folder TensorRT caches its engines in."""
+        folder = self.cache / 'tensorrt'
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
-def check_given_graph(path: Path, precision: str) -> None:
-    """Refuse a missing graph file, or one whose recorded precision is not ``precision``.
 
-    Graphs without the record (exported before it existed) are accepted as they are.
+# What a graph given to a node must record, and how each is named in an error.
+_REQUIRED_METADATA = {'semseg_ros.model': 'model', 'semseg_ros.input_size': 'input size',
+                      'semseg_ros.num_classes': 'classes'}
+
+
+def check_given_graph(path: Path, precision: str, model_name: Optional[str] = None,
+                      width: Optional[int] = None, height: Optional[int] = None,
+                      num_classes: Optional[int] = None) -> None:
+    """Refuse a graph file that is missing or was not exported for this configuration.
+
+    The model, input size and class count recorded at export (``semseg export``) must be
+    those configured (each one given), and the recorded precision ``precision``; a graph
+    without that record is refused too, since nothing would tell a graph of another network
+    (whose class ids mean other classes) from the right one.
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Another model, size, class count or precision, or no record; the message
+            names the file, both sides and how to get a fitting graph, in one line.
     """
+    import onnx
     if not path.is_file():
         raise FileNotFoundError(f'ONNX file not found: {path}')
     try:
-        recorded = onnx_metadata(path).get('semseg_ros.precision')
+        proto = onnx.load(str(path), load_external_data=False)
     except Exception:  # not readable as ONNX: ONNX Runtime names the problem when loading
         return
-    if recorded is not None and recorded != precision:
-        raise ValueError(f'{path} holds a {recorded} graph but precision {precision} was asked '
-                         f'for; export a {precision} graph (`semseg export'
+    inputs, outputs = proto.graph.input, proto.graph.output
+    if len(inputs) != 1 or inputs[0].type.tensor_type.elem_type != onnx.TensorProto.UINT8 \
+            or not outputs or outputs[0].name != 'labels':
+        raise ValueError(f'{path} is not a deployment graph (uint8 image in, labels out); '
+                         'export one with `semseg export --graph deploy`')
+    recorded = {entry.key: entry.value for entry in proto.metadata_props}
+    export = (f'`semseg export --model {model_name} --size {width}x{height}'
+              f'{" --int8" if precision == "int8" else ""}`')
+    missing = [name for key, name in _REQUIRED_METADATA.items() if key not in recorded]
+    if model_name is not None and missing:
+        raise ValueError(f'{path} does not record its {", ".join(missing)} (not exported by '
+                         f'`semseg export`); export the graph with {export}')
+    expected = {'semseg_ros.model': model_name,
+                'semseg_ros.input_size': None if width is None else f'{width}x{height}',
+                'semseg_ros.num_classes': None if num_classes is None else str(num_classes)}
+    wrong = [f'{name} {recorded[key]} (configured: {expected[key]})'
+             for key, name in _REQUIRED_METADATA.items()
+             if expected[key] is not None and recorded.get(key) != expected[key]]
+    if wrong:
+        raise ValueError(f'{path} was exported for another configuration: {"; ".join(wrong)}. '
+                         f'Export one with {export}, or configure the node as the graph')
+    graph_precision = recorded.get('semseg_ros.precision')
+    if graph_precision is not None and graph_precision != precision:
+        raise ValueError(f'{path} holds a {graph_precision} graph but precision {precision} '
+                         f'was asked for; export a {precision} graph (`semseg export'
                          f'{" --int8" if precision == "int8" else ""}`) or set precision '
-                         f'{recorded}')
+                         f'{graph_precision}')

@@ -64,6 +64,10 @@ class SegmenterConfig:
     precision: str = option('fp32', "Numeric precision of the graph: 'fp32', or 'int8' "
                             '(statically quantized, built and calibrated on first use; '
                             'onnxruntime backend only).', choices=PRECISIONS)
+    graph_cache: str = option('', 'Folder derived graphs (ONNX, INT8, TensorRT engines) are '
+                              'built into; empty: $SEMSEG_ROS_CACHE, else '
+                              '$ROS_HOME/semseg_ros/graphs, else '
+                              '$XDG_CACHE_HOME/semseg_ros/graphs.')
 
     def validate(self) -> None:
         """Raise ValueError naming the first invalid field and its valid values."""
@@ -116,7 +120,8 @@ class Segmenter:
         else:
             graphs = OnnxGraphCache(self.network, config.model, self.weights_path, *size,
                                     given=Path(config.onnx_path) if config.onnx_path else None,
-                                    precision=config.precision)
+                                    precision=config.precision, num_classes=num_classes,
+                                    cache=config.graph_cache or None)
             self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
                                               config.fp16)
         self.device = self.backend.device if config.backend == 'torch' else (

@@ -7,6 +7,7 @@ The segmentation node is thin glue around these pieces, so they are tested on th
 * :class:`StreamStats` counts frames and keeps rolling windows of latency and stage times
   for diagnostics.
 * :class:`LogThrottle` lets a repeated problem be reported once per period, with a count.
+* :class:`StreamSize` refuses a frame whose size differs from the stream's (a damaged one).
 * :func:`render_overlay` blends an image with a colour mask of any resolution.
 """
 
@@ -173,6 +174,37 @@ class LogThrottle:
         if suppressed:
             return f'{message} ({suppressed} more like this in the last {now - last:.0f} s)'
         return message
+
+
+class StreamSize:
+    """The frame size of an image stream: a frame of another size is refused, for a while.
+
+    A damaged compressed frame can declare, and decode to, any size (8x8 garbage); a camera
+    changes its resolution rarely and then for good. So a frame whose size differs from the
+    stream's is refused until :attr:`confirmations` frames in a row have the new size, which
+    then becomes the stream's.
+    """
+
+    def __init__(self, confirmations: int = 3):
+        self.confirmations = confirmations
+        self.size: Optional[Tuple[int, int]] = None
+        self._candidate: Optional[Tuple[int, int]] = None
+        self._seen = 0
+
+    def check(self, width: int, height: int) -> Optional[str]:
+        """Return why a ``width`` x ``height`` frame is refused (None: it is accepted)."""
+        size = (width, height)
+        if self.size is None or size == self.size:
+            self.size, self._candidate, self._seen = size, None, 0
+            return None
+        self._seen = self._seen + 1 if size == self._candidate else 1
+        self._candidate = size
+        if self._seen >= self.confirmations:
+            self.size, self._candidate, self._seen = size, None, 0
+            return None
+        return (f"frame is {width}x{height} but the stream's frames are "
+                f'{self.size[0]}x{self.size[1]} (a new size is taken after '
+                f'{self.confirmations} frames in a row)')
 
 
 def render_overlay(image: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:

@@ -13,13 +13,17 @@ epoch and RNG state, so a checkpoint is also a valid weights file.
 import hashlib
 import os
 from pathlib import Path
+import pickle
 import tempfile
 from typing import Any, Dict, Optional, Union
+import warnings
 
 import torch
 from torch import nn
 
 FORMAT = 'semseg_ros.weights/1'
+# torch.save writes a zip archive.
+_ZIP_MAGIC = b'PK\x03\x04'
 
 
 class WeightsError(ValueError):
@@ -70,16 +74,45 @@ def read_weights(path: Union[str, Path]) -> Dict[str, Any]:
         WeightsError: The file is missing, unreadable or not a semseg_ros weights file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f'weights file not found: {path}')
-    try:
-        payload = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt files
-        raise WeightsError(f'{path}: cannot read weights ({error})') from error
+    payload = _load_safely(path)
     if not isinstance(payload, dict) or payload.get('format') != FORMAT:
         raise WeightsError(f'{path}: not a semseg_ros weights file (expected format {FORMAT!r}; '
                            'train one with `semseg train`)')
     return payload
+
+
+def _load_safely(path: Path) -> Any:
+    """Return ``torch.load(path, weights_only=True)``; raise WeightsError saying what is wrong.
+
+    torch's own messages are not passed on: some are empty, and some advise loading with
+    ``weights_only=False``, which would run whatever code the file holds.
+    """
+    if path.is_dir():
+        raise WeightsError(f'{path}: is a folder, not a weights file')
+    if not path.is_file():
+        raise WeightsError(f'weights file not found: {path}')
+    try:
+        with open(path, 'rb') as stream:
+            head = stream.read(4)
+    except OSError as error:
+        raise WeightsError(f'{path}: cannot open the weights file ({error.strerror})') from None
+    if not head:
+        raise WeightsError(f'{path}: the weights file is empty (0 bytes)')
+    if head != _ZIP_MAGIC:
+        raise WeightsError(f'{path}: not a weights file (a torch.save zip archive starts with '
+                           f'{_ZIP_MAGIC.hex(" ")}, this file with {head.hex(" ")})')
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # torch warns about pickle protocols
+            return torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f'{path}: holds Python objects other than tensors and plain values; refused, since '
+            'loading them would run code from the file (write weights with `semseg train` or '
+            'semseg_ros.core.weights.save_weights)') from None
+    except Exception as error:  # torch raises RuntimeError and others for a broken archive
+        raise WeightsError(f'{path}: the weights file is truncated or corrupt (its zip archive '
+                           f'cannot be read: {type(error).__name__})') from None
 
 
 def load_weights(model: nn.Module, path: Union[str, Path], model_name: str,

@@ -16,19 +16,56 @@ when the layout forces one (a colour conversion, or row padding of an rgb8 image
 OpenCV's Bayer conversion codes name the pattern of the second row's second and third pixels,
 not the top-left 2x2 block that ROS encodings name: ROS ``bayer_rggb8`` is OpenCV ``BayerBG``
 (OpenCV 5 spells it ``BAYER_RGGB``, with the same value).
+
+Compressed payloads are hostile input: before anything is decoded, the size their header
+declares is checked against ``max_pixels``, and the work the decoder would do is bounded by
+that size (a PNG's compressed image data cannot exceed what its pixels need; a JPEG has a
+limited number of scans). What libjpeg, libpng and OpenCV print about a damaged payload (to
+the process's stderr, past any Python logging) is caught and makes the frame an error.
 """
 
 import array
+import contextlib
 import operator
+import os
+import re
 import struct
-from typing import Optional, Tuple
+import sys
+import tempfile
+import threading
+from typing import Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 
 class ImageConversionError(ValueError):
-    """An image message cannot be converted: bad fields, unsupported encoding or corrupt data."""
+    """An image message cannot be converted: bad fields, unsupported encoding or corrupt data.
+
+    Attributes:
+        kind: The kind of problem, without the values of this message (numbers and quoted
+            strings): what a log throttle counts as "the same error".
+    """
+
+    def __init__(self, message: str, kind: Optional[str] = None):
+        super().__init__(message)
+        self.kind = kind if kind is not None else _VALUE.sub('_', message)[:80]
+
+
+# Numbers and quoted strings in an error message: the values, not the kind of problem.
+_VALUE = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
+# How much of a string field of a message is repeated in an error.
+SHOWN_CHARACTERS = 32
+# How much of a decoder's complaint is repeated in an error.
+DECODER_MESSAGE_CHARACTERS = 120
+
+
+def shown(value) -> str:
+    """Return ``repr(value)`` cut to :data:`SHOWN_CHARACTERS`: a message's field, echoed safely."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f'{text[:SHOWN_CHARACTERS]}... ({len(str(value))} characters)'
 
 
 # Bytes per pixel of each raw encoding, as sensor_msgs/image_encodings defines them.
@@ -164,7 +201,8 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data,
     """
     if encoding not in _BYTES_PER_PIXEL:
         raise ImageConversionError(
-            f'unsupported encoding {encoding!r}; supported: {", ".join(SUPPORTED_ENCODINGS)}')
+            f'unsupported encoding {shown(encoding)}; supported: '
+            f'{", ".join(SUPPORTED_ENCODINGS)}', kind='unsupported encoding')
     height = _dimension('height', height)
     width = _dimension('width', width)
     step = _dimension('step', step)
@@ -264,15 +302,17 @@ def _codec_named_in(fmt: str) -> Optional[str]:
         return None
     if any(word.startswith('compresseddepth') for word in words):
         raise ImageConversionError(
-            f'compressed format {fmt!r} is compressedDepth (depth images), not supported; '
-            f'supported: {", ".join(COMPRESSED_CODECS)}')
+            f'compressed format {shown(fmt)} is compressedDepth (depth images), not supported; '
+            f'supported: {", ".join(COMPRESSED_CODECS)}', kind='compressedDepth format')
     if 'jpeg' in words or 'jpg' in words:
         return 'jpeg'
     if 'png' in words:
         return 'png'
     raise ImageConversionError(
-        f'unsupported compressed format {fmt!r}; supported: {", ".join(COMPRESSED_CODECS)} '
-        "(e.g. 'jpeg', 'rgb8; jpeg compressed bgr8', 'bgr8; png compressed bgr8')")
+        f'unsupported compressed format {shown(fmt)}; supported: '
+        f'{", ".join(COMPRESSED_CODECS)} '
+        "(e.g. 'jpeg', 'rgb8; jpeg compressed bgr8', 'bgr8; png compressed bgr8')",
+        kind='unsupported compressed format')
 
 
 def compressed_to_rgb(fmt: str, data, max_pixels: Optional[int] = None) -> np.ndarray:
@@ -299,17 +339,25 @@ def compressed_to_rgb(fmt: str, data, max_pixels: Optional[int] = None) -> np.nd
     payload = as_byte_array(data)
     codec, width, height = read_compressed_header(payload)
     if named is not None and named != codec:
-        raise ImageConversionError(f'format {fmt!r} names {named} but the data is a {codec}')
+        raise ImageConversionError(f'format {shown(fmt)} names {named} but the data is a '
+                                   f'{codec}', kind='format names another codec')
     _check_size(width, height, max_pixels)
+    check_decode_work(codec, payload, width, height)
     try:
-        if _IMDECODE_RGB is not None:
-            rgb = cv2.imdecode(payload, _IMDECODE_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-        else:  # pragma: no cover - OpenCV older than 4.11
-            bgr = cv2.imdecode(payload, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-            rgb = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        with decoder_messages() as messages:
+            if _IMDECODE_RGB is not None:
+                rgb = cv2.imdecode(payload, _IMDECODE_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+            else:  # pragma: no cover - OpenCV older than 4.11
+                bgr = cv2.imdecode(payload, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+                rgb = None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     except cv2.error as exc:
         raise ImageConversionError(
-            f'corrupt {codec} payload ({payload.size} bytes): {exc}') from None
+            f'corrupt {codec} payload ({payload.size} bytes): {exc}',
+            kind=f'corrupt {codec}') from None
+    if messages:
+        raise ImageConversionError(
+            f'corrupt {codec} payload ({payload.size} bytes), the decoder reports: '
+            f'{messages[0][:DECODER_MESSAGE_CHARACTERS]}', kind=f'corrupt {codec}')
     if rgb is None:
         raise ImageConversionError(
             f'corrupt {codec} payload: OpenCV could not decode its {payload.size} bytes '
@@ -319,6 +367,104 @@ def compressed_to_rgb(fmt: str, data, max_pixels: Optional[int] = None) -> np.nd
             f'{codec} payload decoded to {rgb.shape[1]}x{rgb.shape[0]}, '
             f'but its header says {width}x{height}')
     return rgb
+
+
+# Deflate never grows data by more than this (stored blocks); zlib's deflateBound is smaller.
+def _deflate_bound(size: int) -> int:
+    return size + (size >> 3) + (size >> 6) + 64
+
+
+# Channels of each PNG colour type.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Scans of a JPEG: one per component (baseline) or a dozen (progressive) in practice.
+MAX_JPEG_SCANS = 100
+
+
+def check_decode_work(codec: str, payload: np.ndarray, width: int, height: int) -> None:
+    """Refuse a payload whose decoding would cost far more than its declared size needs.
+
+    A PNG's compressed image data (its IDAT chunks) cannot legitimately exceed the deflate
+    bound of the rows its header declares; more would inflate to data the decoder reads and
+    throws away (a decompression bomb). A JPEG decodes every scan over the whole image; it
+    needs at most a few dozen.
+
+    Raises:
+        ImageConversionError: The payload is over the bound.
+    """
+    if codec == 'png':
+        header = payload[24:29].tobytes()
+        if len(header) < 5 or header[1] not in _PNG_CHANNELS:
+            raise ImageConversionError(f'corrupt png payload: invalid IHDR ({payload.size} '
+                                       'bytes)', kind='corrupt png')
+        depth, channels, interlaced = header[0], _PNG_CHANNELS[header[1]], header[4]
+        rows = height * (1 + (width * channels * depth + 7) // 8)
+        limit = _deflate_bound(rows + (7 * height + 64 if interlaced else 0))
+        data = _png_image_data_bytes(payload)
+        if data > limit:
+            raise ImageConversionError(
+                f'png payload holds {data} bytes of compressed image data, more than a '
+                f'{width}x{height} image can need ({limit}): refused undecoded',
+                kind='png image data over its size')
+    else:
+        scans = int(np.count_nonzero((payload[:-1] == 0xFF) & (payload[1:] == 0xDA)))
+        if scans > MAX_JPEG_SCANS:
+            raise ImageConversionError(
+                f'jpeg payload has {scans} scans, more than {MAX_JPEG_SCANS}: refused undecoded',
+                kind='jpeg scans over the limit')
+
+
+def _png_image_data_bytes(payload: np.ndarray) -> int:
+    """Return the total length of a PNG's IDAT chunks (read from the chunk headers)."""
+    total, position = 0, len(_PNG_SIGNATURE)
+    while position + 8 <= payload.size:
+        length, kind = struct.unpack('>I4s', payload[position:position + 8].tobytes())
+        if kind == b'IDAT':
+            total += length
+        elif kind == b'IEND':
+            break
+        position += 12 + length
+    return total
+
+
+# What the C decoders print is caught through a file standing in for stderr (descriptor 2).
+_CAPTURE_LOCK = threading.Lock()
+_capture_file = None
+# Lines other threads log meanwhile (rcutils' format) go back to stderr as they are.
+_LOG_LINE = re.compile(rb'^\[(DEBUG|INFO|WARN|ERROR|FATAL)\] \[')
+
+
+@contextlib.contextmanager
+def decoder_messages() -> Iterator[List[str]]:
+    """Collect the lines libjpeg, libpng and OpenCV write to stderr during the block.
+
+    They write to file descriptor 2 directly, so the descriptor points at a temporary file
+    for the block (decodes in several threads take turns). Log lines of other threads caught
+    meanwhile are written on to the real stderr; the rest is yielded, one string per line.
+    """
+    global _capture_file
+    messages: List[str] = []
+    with _CAPTURE_LOCK:
+        if _capture_file is None:
+            _capture_file = tempfile.TemporaryFile()
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(_capture_file.fileno(), 2)
+        try:
+            yield messages
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            descriptor = _capture_file.fileno()
+            size = os.lseek(descriptor, 0, os.SEEK_CUR)
+            if size:
+                caught = os.pread(descriptor, size, 0)
+                os.ftruncate(descriptor, 0)
+                os.lseek(descriptor, 0, os.SEEK_SET)
+                for line in caught.splitlines(keepends=True):
+                    if _LOG_LINE.match(line):
+                        os.write(2, line)
+                    elif line.strip():
+                        messages.append(line.decode(errors='replace').strip())
 
 
 def _check_rgb(rgb) -> np.ndarray:
@@ -477,7 +623,7 @@ def image_to_mono8(encoding: str, height: int, width: int, step: int, data,
     """
     if encoding not in MONO8_ENCODINGS:
         raise ImageConversionError(
-            f'encoding {encoding!r} is not a single-channel 8-bit image; expected '
+            f'encoding {shown(encoding)} is not a single-channel 8-bit image; expected '
             f'{" or ".join(MONO8_ENCODINGS)}')
     height = _dimension('height', height)
     width = _dimension('width', width)

@@ -27,7 +27,7 @@ from semseg_ros.core.classes import colorize
 from semseg_ros.core.options import declared_options, Option
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
-                                     StreamStats)
+                                     StreamSize, StreamStats)
 from semseg_ros.messages import conversions
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
 from semseg_ros.nodes.spinning import run_nodes
@@ -123,6 +123,7 @@ class SegmentationNode(Node):
         self.stats = StreamStats()
         self._slot: LatestSlot = LatestSlot()
         self._throttle = LogThrottle(period_s=5.0)
+        self._stream_size = StreamSize()
         self._last_outputs: Tuple[str, ...] = ()  # what the newest processed frame produced
 
         reliability = (ReliabilityPolicy.RELIABLE if self._param('qos_reliability') == 'reliable'
@@ -213,10 +214,12 @@ class SegmentationNode(Node):
                 if self._slot.closed or not self.context.ok():
                     return  # shutting down: publishing fails once the context is gone
                 self.stats.count('failed')
-                self._report(f'segmenting a frame failed: {type(error).__name__}: {error}')
+                self._report(f'segmenting a frame failed: {type(error).__name__}: {error}',
+                             key=type(error).__name__)
 
-    def _report(self, message: str) -> None:
-        text = self._throttle.check(message)
+    def _report(self, message: str, key: str) -> None:
+        """Log an error once per period per ``key`` (a kind of error, never a sender's text)."""
+        text = self._throttle.check(message, key)
         if text is not None:
             self.get_logger().error(text)
 
@@ -230,7 +233,11 @@ class SegmentationNode(Node):
     def _to_rgb(self, msg):
         max_pixels = self._param('max_image_pixels')
         if self._compressed:
-            return conversions.compressed_to_rgb(msg.format, msg.data, max_pixels=max_pixels)
+            rgb = conversions.compressed_to_rgb(msg.format, msg.data, max_pixels=max_pixels)
+            refused = self._stream_size.check(rgb.shape[1], rgb.shape[0])
+            if refused:
+                raise conversions.ImageConversionError(refused, kind='frame size')
+            return rgb
         return conversions.image_to_rgb(msg.encoding, msg.height, msg.width, msg.step,
                                         msg.data, is_bigendian=bool(msg.is_bigendian),
                                         max_pixels=max_pixels)
@@ -245,7 +252,7 @@ class SegmentationNode(Node):
             rgb = self._to_rgb(msg)
         except conversions.ImageConversionError as error:
             self.stats.count('bad')
-            self._report(f'dropped a frame from {self.input_topic}: {error}')
+            self._report(f'dropped a frame from {self.input_topic}: {error}', key=error.kind)
             return
         converted = time.perf_counter()
         result = self.segmenter.segment(rgb, self._param('output_resolution'),

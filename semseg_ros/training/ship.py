@@ -80,7 +80,8 @@ def ship(run_dir: Path, sizes: List[str], int8: bool = False,
     for width, height in parsed:
         for precision in ('fp32', 'int8') if int8 else ('fp32',):
             cache = OnnxGraphCache(network, model_name, weights, width, height,
-                                   precision=precision)
+                                   precision=precision, num_classes=source['num_classes'],
+                                   folder=folder)
             for with_confidence in (False, True):
                 graph = cache.path(with_confidence)
                 good, reports[graph] = verify_deploy_graph(network, graph, width, height,

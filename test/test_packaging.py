@@ -1,0 +1,90 @@
+"""What a ROS user's tools read: package.xml for rosdep, the LICENSE, setup.py for colcon.
+
+rosdep installs what package.xml declares; a module imported but not declared is missing on
+a robot set up with ``rosdep install``, a key declared but never used installs for nothing.
+"""
+
+import ast
+from pathlib import Path
+import sys
+import xml.etree.ElementTree as ElementTree
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# The rosdep key of each third-party module imported anywhere in the repository.
+ROSDEP_KEYS = {
+    'cv2': 'python3-opencv', 'numpy': 'python3-numpy', 'yaml': 'python3-yaml',
+    'tqdm': 'python3-tqdm', 'matplotlib': 'python3-matplotlib', 'imageio': 'python3-imageio',
+    'torch': 'python3-torch', 'onnxruntime': 'python3-onnxruntime-pip',
+    'rosbags': 'python3-rosbags-pip', 'onnx': 'python3-onnx-pip',
+    'onnxscript': 'python3-onnxscript-pip', 'pytest': 'python3-pytest',
+    **{name: name for name in ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs',
+                               'diagnostic_msgs', 'builtin_interfaces', 'launch',
+                               'launch_ros', 'launch_testing')},
+}
+# What test/test_lint.py runs (the flake8 plugins are loaded, not imported).
+LINTERS = {'python3-flake8', 'python3-flake8-builtins', 'python3-flake8-comprehensions',
+           'python3-flake8-import-order', 'python3-flake8-quotes', 'pydocstyle'}
+# rosdistro's keys as of 2026 do not include these; rosdep/semseg_ros.yaml defines them.
+OWN_KEYS = {'python3-onnx-pip', 'python3-onnxscript-pip'}
+
+
+def imported_modules(*folders):
+    """Return the top-level third-party modules imported by the Python files in ``folders``."""
+    local = {path.stem for path in (REPO / 'test').glob('*.py')} | {'semseg_ros'}
+    modules = set()
+    for folder in folders:
+        for path in (REPO / folder).rglob('*.py'):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                modules.update(name.split('.')[0] for name in names)
+    return {name for name in modules if name not in sys.stdlib_module_names | local}
+
+
+def declared(kind: str):
+    """Return the keys of package.xml's ``<kind>`` elements."""
+    root = ElementTree.parse(REPO / 'package.xml').getroot()
+    return {element.text for element in root.iter(kind)}
+
+
+def keys_of(modules):
+    """Map modules to rosdep keys; fail naming any module without one."""
+    unknown = sorted(modules - set(ROSDEP_KEYS))
+    assert not unknown, f'imported, no rosdep key known: {unknown} (add it here and to ' \
+                        'package.xml)'
+    return {ROSDEP_KEYS[name] for name in modules}
+
+
+def test_package_xml_declares_every_import_and_nothing_else():
+    """exec_depend: what the package and launch files import; test_depend: tests, linters."""
+    run = keys_of(imported_modules('semseg_ros', 'launch'))
+    assert declared('exec_depend') == run
+    tests = keys_of(imported_modules('test', 'benchmarks')) - run
+    assert declared('test_depend') == tests | LINTERS
+
+
+def test_keys_rosdistro_lacks_are_defined_and_the_readme_names_the_pip_ones():
+    """rosdep/semseg_ros.yaml installs the package's own keys from pip; the README says which
+    keys come from pip."""
+    own = yaml.safe_load((REPO / 'rosdep' / 'semseg_ros.yaml').read_text())
+    assert set(own) == OWN_KEYS
+    for key, rule in own.items():
+        assert rule['*']['pip']['packages'] == [key.removeprefix('python3-').removesuffix('-pip')]
+    readme = (REPO / 'README.md').read_text()
+    for key in sorted(k for k in declared('exec_depend') if k.endswith('-pip')):
+        assert key in readme, f'the README does not say that {key} comes from pip'
+
+
+def test_license_is_the_one_package_xml_and_setup_py_name():
+    """LICENSE holds the Apache License 2.0 text; package.xml and setup.py say Apache-2.0."""
+    text = (REPO / 'LICENSE').read_text()
+    assert 'Apache License' in text and 'Version 2.0, January 2004' in text
+    assert 'TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION' in text
+    assert declared('license') == {'Apache-2.0'}
+    assert "license='Apache-2.0'" in (REPO / 'setup.py').read_text()
