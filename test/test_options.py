@@ -22,7 +22,7 @@ def test_node_parameters_are_the_segmenter_options():
     parameters = segmentation_node.node_parameters()
     for name, declared in SEGMENTER.items():
         assert parameters[name] == declared, name
-    assert len(SEGMENTER) == 11 and 'overlay_alpha' in parameters
+    assert len(SEGMENTER) == 12 and 'graph_cache' in SEGMENTER and 'overlay_alpha' in parameters
 
 
 def test_descriptors_carry_the_declared_ranges_and_choices():
