@@ -3,10 +3,12 @@
 * :class:`NodeProcess` runs a node executable with ``--ros-args``, its log in a file;
 * :class:`Probe` is an in-process node on its own context that records topics, publishes,
   reads diagnostics and sets parameters;
-* :func:`run_cli` runs ``semseg`` as a process; :func:`stamp_ns` reads a header's stamp.
+* :func:`run_cli` runs ``semseg`` as a process; :func:`stamp_ns` reads a header's stamp;
+* :func:`image_msg`, :func:`send` and :func:`wait_ready` drive the segmentation node.
 """
 
 from collections import defaultdict
+import json
 import os
 from pathlib import Path
 import subprocess
@@ -25,7 +27,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90.0  # generous: two shared cores, torch import and DDS discovery
@@ -228,3 +233,50 @@ class Probe:
         future = client.set_parameters([Parameter(k, value=v) for k, v in values.items()])
         self.wait_for(future.done, WAIT, 'parameter reply')
         return future.result().results
+
+
+_stamp_counter = iter(range(1, 1_000_000))
+
+
+def next_stamp() -> Time:
+    """Return a stamp no other frame of this test process carries."""
+    n = next(_stamp_counter)
+    return Time(sec=1_000_000 + n, nanosec=n * 1000)
+
+
+def image_msg(fields, stamp=None, frame_id='test_camera_optical') -> Image:
+    """Build a sensor_msgs/Image from conversion fields."""
+    encoding, height, width, step, data = fields
+    msg = Image(encoding=encoding, height=height, width=width, step=step, data=data)
+    msg.header.stamp = stamp or next_stamp()
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def send(probe: Probe, publisher, msg, node_name: str, outputs, timeout: float = WAIT):
+    """Publish ``msg`` (again every 3 s, in case a best-effort sample was lost) until every
+    output topic has a message with its stamp; return {output: message}."""
+    topics = {name: f'{node_name}/{name}' for name in outputs}
+    try:
+        probe.wait_for(
+            lambda: all(probe.stamped(t, msg.header.stamp) for t in topics.values()),
+            timeout, f'outputs {list(topics)}', tick=lambda: publisher.publish(msg),
+            tick_period=3.0)
+    except pytest.fail.Exception:
+        got = {t: len(probe.stamped(t, msg.header.stamp)) for t in topics.values()}
+        diagnostics = [{kv.key: kv.value for kv in s.values} for _, a in
+                       probe.messages['/diagnostics'][-1:] for s in a.status]
+        pytest.fail(f'outputs of the frame: {got}; last diagnostics: {diagnostics}')
+    return {name: probe.stamped(t, msg.header.stamp)[0] for name, t in topics.items()}
+
+
+def wait_ready(probe: Probe, node: NodeProcess, node_name: str):
+    """Wait for the node's class_info (so it is up and discovered); return the info."""
+    topic = f'{node_name}/class_info'
+    if not probe.messages[topic]:
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        probe.subscribe(String, topic, latched)
+        node.wait_for_log('segmenting ')
+        probe.wait_for(lambda: probe.messages[topic], START_TIMEOUT, f'{topic}')
+    return json.loads(probe.messages[topic][0][1].data)

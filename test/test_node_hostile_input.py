@@ -15,9 +15,9 @@ import cv2
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from test_segmentation_node import image_msg, next_stamp, send, wait_ready
 
-from ros_testing import assert_clean_exit, NodeProcess, Probe
+from ros_testing import (assert_clean_exit, image_msg, next_stamp, NodeProcess, Probe, send,
+                         wait_ready)
 from semseg_ros.messages import conversions
 
 RAW_NODE = '/hostile_raw'

@@ -11,7 +11,6 @@ from pathlib import Path
 import signal
 import time
 
-from builtin_interfaces.msg import Time
 import cv2
 import numpy as np
 import pytest
@@ -22,7 +21,8 @@ from std_msgs.msg import String
 import torch
 import yaml
 
-from ros_testing import NodeProcess, Probe, START_TIMEOUT, stop_all, WAIT
+from ros_testing import (image_msg, next_stamp, NodeProcess, Probe, send, stop_all, WAIT,
+                         wait_ready)
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.serving import render_overlay
@@ -44,24 +44,6 @@ COMPRESSED_BASE = '/robot_camera/image'
 CLASSES = load_class_set('camvid')
 
 
-_stamp_counter = iter(range(1, 1_000_000))
-
-
-def next_stamp() -> Time:
-    """Return a stamp no other frame of this module carries."""
-    n = next(_stamp_counter)
-    return Time(sec=1_000_000 + n, nanosec=n * 1000)
-
-
-def image_msg(fields, stamp=None, frame_id='test_camera_optical') -> Image:
-    """Build a sensor_msgs/Image from conversion fields."""
-    encoding, height, width, step, data = fields
-    msg = Image(encoding=encoding, height=height, width=width, step=step, data=data)
-    msg.header.stamp = stamp or next_stamp()
-    msg.header.frame_id = frame_id
-    return msg
-
-
 def as_array(msg: Image) -> np.ndarray:
     """Return a mono8 or rgb8 output message as a numpy array (rows unpadded)."""
     channels = {'mono8': 1, 'rgb8': 3}[msg.encoding]
@@ -70,23 +52,6 @@ def as_array(msg: Image) -> np.ndarray:
     assert pixels.size == msg.step * msg.height
     return pixels.reshape(msg.height, msg.width, channels).squeeze(2) if channels == 1 \
         else pixels.reshape(msg.height, msg.width, 3)
-
-
-def send(probe: Probe, publisher, msg, node_name: str, outputs, timeout: float = WAIT):
-    """Publish ``msg`` (again every 3 s, in case a best-effort sample was lost) until every
-    output topic has a message with its stamp; return {output: message}."""
-    topics = {name: f'{node_name}/{name}' for name in outputs}
-    try:
-        probe.wait_for(
-            lambda: all(probe.stamped(t, msg.header.stamp) for t in topics.values()),
-            timeout, f'outputs {list(topics)}', tick=lambda: publisher.publish(msg),
-            tick_period=3.0)
-    except pytest.fail.Exception:
-        got = {t: len(probe.stamped(t, msg.header.stamp)) for t in topics.values()}
-        diagnostics = [{kv.key: kv.value for kv in s.values} for _, a in
-                       probe.messages['/diagnostics'][-1:] for s in a.status]
-        pytest.fail(f'outputs of the frame: {got}; last diagnostics: {diagnostics}')
-    return {name: probe.stamped(t, msg.header.stamp)[0] for name, t in topics.items()}
 
 
 # Fixtures --------------------------------------------------------------------------------
@@ -180,18 +145,6 @@ def node_processes(tmp_dir, weights_file):
     for node in nodes.values():  # those a deselected test did not stop
         node.signal(signal.SIGTERM)
         node.wait_exit()
-
-
-def wait_ready(probe: Probe, node: NodeProcess, node_name: str):
-    """Wait for the node's class_info (so it is up and discovered); return the info."""
-    topic = f'{node_name}/class_info'
-    if not probe.messages[topic]:
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        probe.subscribe(String, topic, latched)
-        node.wait_for_log('segmenting ')
-        probe.wait_for(lambda: probe.messages[topic], START_TIMEOUT, f'{topic}')
-    return json.loads(probe.messages[topic][0][1].data)
 
 
 @pytest.fixture(scope='module')
