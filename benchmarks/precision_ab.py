@@ -12,7 +12,6 @@ mIoU of each against the ground truth::
     python benchmarks/precision_ab.py --model enet --size 480x360 --weights none --rounds 20
 """
 
-import argparse
 import os
 from pathlib import Path
 import sys
@@ -25,18 +24,15 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+# The scripts' shared module, importable once the repository root is on the path.
+from benchmarks.common import network_parser  # noqa: E402, I100
+
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig  # noqa: E402
-from semseg_ros.core.sizes import parse_size  # noqa: E402
 
 
 def parse_args(argv):
     """Parse the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--model', default='mininet_v2_cpu')
-    parser.add_argument('--weights', default='shipped',
-                        help="'shipped', 'none' (untrained: speed only) or a weights file")
-    parser.add_argument('--size', type=parse_size, default=(512, 256), help='input WxH')
-    parser.add_argument('--rounds', type=int, default=60, help='rounds of 2 runs per variant')
+    parser = network_parser(__doc__.split('\n\n')[0], rounds=60)
     parser.add_argument('--data-root', type=Path,
                         help='CamVid (SegNet layout) folder: also compare on its val split')
     return parser.parse_args(argv)
