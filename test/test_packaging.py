@@ -32,7 +32,8 @@ OWN_KEYS = {'python3-onnx-pip', 'python3-onnxscript-pip'}
 
 def imported_modules(*folders):
     """Return the top-level third-party modules imported by the Python files in ``folders``."""
-    local = {path.stem for path in (REPO / 'test').glob('*.py')} | {'semseg_ros'}
+    # The package, the test helpers and the benchmark scripts' own shared module.
+    local = {path.stem for path in (REPO / 'test').glob('*.py')} | {'semseg_ros', 'benchmarks'}
     modules = set()
     for folder in folders:
         for path in (REPO / folder).rglob('*.py'):
