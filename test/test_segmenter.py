@@ -1,5 +1,6 @@
 """The inference core: Segmenter on both backends, weights checks, ONNX cache, CLIs."""
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -235,3 +236,36 @@ def test_onnxruntime_segmenter_leaves_the_process_thread_count(weights_file):
         assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
+
+
+def test_half_precision_graph_agrees_with_float(seeded_network):
+    """The CUDA path's half-precision graph (weights and activations in fp16, channels-last)
+    labels like the float graph; checked here on CPU tensors."""
+    network = seeded_network(MODEL)
+    image = torch.from_numpy(np.random.default_rng(0).integers(
+        0, 256, (2, 64, 128, 3), dtype=np.uint8))
+    with torch.inference_mode():
+        full = InferenceGraph(network, True)(image)
+        half_network = copy.deepcopy(network).to(torch.float16,
+                                                 memory_format=torch.channels_last)
+        half = InferenceGraph(half_network, True, torch.float16)(image)
+    assert half[0].dtype == torch.uint8 and half[0].shape == full[0].shape
+    assert (half[0] == full[0]).float().mean() > 0.99
+    assert (half[1].int() - full[1].int()).abs().float().mean() < 2
+
+
+def test_bench_cuda_request_falls_back_and_says_so(tmp_path):
+    """``semseg bench --device cuda --fp16`` on a machine without CUDA runs on the CPU in
+    float and the table says what ran."""
+    out = tmp_path / 'bench.json'
+    result = run_cli('bench', '--model', MODEL, '--backend', 'torch', '--device', 'cuda',
+                     '--fp16', '--size', '64x64', '--runs', '2', '--warmup', '1',
+                     '--weights', 'none', '--json', str(out))
+    assert result.returncode == 0, result.stderr
+    row = json.loads(out.read_text())['rows'][0]
+    if not torch.cuda.is_available():
+        assert row['providers'] == ['cpu'] and row['precision'] == 'fp32'
+        assert row['device'] == 'cuda'
+        assert '| cpu |' in result.stdout
+    else:
+        assert row['providers'] == ['cuda graph fp16'] and row['precision'] == 'fp16'

@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
         'memory of the networks, each (model, backend, precision) in a fresh process.',
         epilog='semseg bench --node --help: the segmentation node end to end instead')
     add_segmenter_options(
-        parser, names=['model', 'backend', 'precision', 'size', 'threads', 'weights'],
+        parser, names=['model', 'backend', 'precision', 'size', 'threads', 'weights', 'device',
+                       'fp16'],
         defaults={'model': 'all', 'size': None, 'weights': 'auto'},
         extra_choices={'model': ('all',), 'backend': ('all',), 'precision': ('all',)},
         helps={'precision': 'int8 runs on onnxruntime only.',
@@ -149,7 +150,8 @@ def networks_main(argv: List[str]) -> int:
                 try:
                     rows.append(bench.measure_isolated(model, backend, size, args.runs,
                                                        args.warmup, args.threads,
-                                                       args.weights, precision))
+                                                       args.weights, precision, args.device,
+                                                       args.fp16))
                 except RuntimeError as error:
                     failures += 1
                     print(f'semseg bench: {model} on {backend} ({precision}) failed: {error}',

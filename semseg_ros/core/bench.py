@@ -24,7 +24,8 @@ DEFAULT_SIZES = {'mininet_v2_cpu': (512, 256), 'mininet_v2': (1024, 512),
 
 
 def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threads: int,
-            weights: str, precision: str = 'fp32') -> Dict[str, object]:
+            weights: str, precision: str = 'fp32', device: str = 'cpu',
+            fp16: bool = False) -> Dict[str, object]:
     """Measure one model on one backend in this process; return a row of figures."""
     from semseg_ros.core.resources import shipped_weights
     from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -40,7 +41,8 @@ def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threa
     del network
     segmenter = Segmenter(SegmenterConfig(model=model, weights=weights, backend=backend,
                                           input_width=size[0], input_height=size[1],
-                                          threads=threads, precision=precision))
+                                          threads=threads, precision=precision,
+                                          device=device, fp16=fp16))
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
     for _ in range(warmup):
@@ -54,7 +56,10 @@ def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threa
     wall = time.perf_counter() - start
     latency = latency_summary(totals)
     return {
-        'model': model, 'backend': backend, 'precision': precision,
+        'model': model, 'backend': backend,
+        'precision': ('fp16' if precision == 'fp32' and getattr(segmenter.backend, 'fp16', False)
+                      else precision),
+        'device': device,
         'size': f'{size[0]}x{size[1]}',
         'weights': weights, 'providers': list(segmenter.backend.providers),
         'params': params, 'gmacs': gmacs,
@@ -88,16 +93,21 @@ def measure_isolated(*args) -> Dict[str, object]:
 
 
 def format_table(rows: List[Dict[str, object]]) -> str:
-    """Render benchmark rows as a Markdown table."""
+    """Render benchmark rows as a Markdown table.
+
+    The last column says what really ran: the ONNX Runtime providers, or the PyTorch device
+    (``cuda graph fp16``, or ``cpu`` after a fallback from CUDA).
+    """
     header = ('| model | backend | precision | size | params | GMACs | latency median (ms) | '
-              'p90 (ms) | inference (ms) | FPS | peak RSS (MB) |')
-    lines = [header, '|' + '---|' * 11]
+              'p90 (ms) | inference (ms) | FPS | peak RSS (MB) | ran on |')
+    lines = [header, '|' + '---|' * 12]
     for r in rows:
+        ran = ', '.join(str(p) for p in r.get('providers', []))
         lines.append(f"| {r['model']} | {r['backend']} | {r.get('precision', 'fp32')} | "
                      f"{r['size']} | {r['params'] / 1e6:.3f}M "
                      f"| {r['gmacs']:.2f} | {r['latency_ms_median']:.2f} | "
                      f"{r['latency_ms_p90']:.2f} | {r['inference_ms_median']:.2f} | "
-                     f"{r['fps']:.1f} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['fps']:.1f} | {r['peak_rss_mb']:.0f} | {ran} |")
     return '\n'.join(lines)
 
 
