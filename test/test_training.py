@@ -171,6 +171,25 @@ def test_device_pipeline_trains_resumes_exactly_and_holds_out(camvid, tmp_path):
     assert a['scheduler']['last_epoch'] == 9
 
 
+def test_ema_weights_are_saved_validated_and_resume_exactly(camvid, tmp_path):
+    """--ema: the run's weights are the moving average; the trained ones travel beside them,
+    and a stopped run resumes bit-identically."""
+    data = ['--data-root', str(camvid), *TINY_ARGS, '--epochs', '3', '--ema', '0.9']
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    assert _train(*data, '--out', str(straight)) == 0
+    assert _train(*data, '--out', str(stopped), '--stop-after', '1') == 0
+    assert cli.main(['train', '--resume', str(stopped), '--no-progress']) == 0
+    a, b = read_weights(straight / 'last.pt'), read_weights(stopped / 'last.pt')
+    for key in a['state_dict']:
+        assert torch.equal(a['state_dict'][key], b['state_dict'][key]), key
+        assert torch.equal(a['trained_state_dict'][key], b['trained_state_dict'][key]), key
+    differs = [k for k, v in a['state_dict'].items()
+               if v.is_floating_point() and not torch.equal(v, a['trained_state_dict'][k])]
+    assert differs, 'the averaged weights equal the trained ones'
+    assert _history(straight)[-1]['val_miou'] is not None
+    assert _train('--data-root', str(camvid), '--ema', '1.5', '--out', str(tmp_path / 'x')) == 2
+
+
 def test_fitted_epochs_fill_the_time_left():
     """--fit-epochs plans the remaining epochs at the slowest measured pace, with a margin."""
     assert fitted_epochs(1500, 3, [9.0, 2.0, 2.5], 100.0) == 3 + int(90 / 2.5)

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--time-budget', type=float, metavar='SECONDS',
                         help='stop this session before an epoch that would end later than '
                         'SECONDS after the start, leaving the run to be resumed')
+    parser.add_argument('--ema', type=float, metavar='DECAY',
+                        help='keep an exponential moving average of the weights with this '
+                        'decay per step (e.g. 0.999): it is validated, checkpointed and '
+                        "exported as the run's weights (default: none)")
     parser.add_argument('--fit-epochs', action='store_true',
                         help=f'with --time-budget on a new run: after {FIT_EPOCHS_AFTER} epochs, '
                         'shorten --epochs so that the whole schedule fits the budget')

@@ -37,6 +37,7 @@ only exports.
 """
 
 import argparse
+import copy
 import csv
 import datetime
 import io
@@ -77,7 +78,7 @@ DEFAULTS: Dict[str, Any] = {
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
-    'stop_after': None, 'time_budget': None, 'fit_epochs': False,
+    'stop_after': None, 'time_budget': None, 'fit_epochs': False, 'ema': None,
 }
 DATA_PIPELINES = ('auto', 'device', 'loader')
 # Steps between progress-bar loss updates (each reads the loss back from the device).
@@ -166,6 +167,8 @@ def check_config(config: Dict[str, Any]) -> None:
         raise UsageError('--fit-epochs needs --time-budget SECONDS')
     if config['time_budget'] is not None and config['time_budget'] <= 0:
         raise UsageError(f'--time-budget must be positive, got {config["time_budget"]}')
+    if config['ema'] is not None and not 0.0 < config['ema'] < 1.0:
+        raise UsageError(f'--ema must be between 0 and 1 (e.g. 0.999), got {config["ema"]}')
     if config['batch_size'] < 2:
         raise UsageError(f'--batch-size must be at least 2 for batch normalisation '
                          f'({info.name}), got {config["batch_size"]}')
@@ -302,6 +305,11 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.net = model
+        # An exponential moving average of the weights (and BN statistics): what is
+        # validated, checkpointed as the run's weights and shipped when --ema is given.
+        self.ema: Optional[nn.Module] = None
+        if config['ema'] is not None:
+            self.ema = copy.deepcopy(model).eval().requires_grad_(False)
         if world > 1:
             if device.type == 'cuda':
                 self.net = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -361,6 +369,10 @@ class Trainer:
     def _restore(self, path: Path) -> None:
         try:
             payload = load_weights(self.model, path, self.config['model'], self.num_classes)
+            if self.ema is not None:
+                # The file's weights are the average; the trained ones are kept beside them.
+                self.ema.load_state_dict(self.model.state_dict())
+                self.model.load_state_dict(payload['trained_state_dict'])
             self.optimizer.load_state_dict(payload['optimizer'])
             self.scheduler.load_state_dict(payload['scheduler'])
         except (KeyError, ValueError) as error:
@@ -521,6 +533,8 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             self.scheduler.step()
+            if self.ema is not None:
+                self._update_ema()
             loss = loss.detach().double()
             total[0] += torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
             total[1] += 1
@@ -535,12 +549,29 @@ class Trainer:
                                f'epoch {self.epoch + 1}; try a lower --lr (now {config["lr"]})')
         return float(total[0] / total[1]), float(self.optimizer.param_groups[0]['lr'])
 
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """Move the average towards the weights; BN statistics likewise, counters copied."""
+        if not hasattr(self, '_ema_pairs'):
+            # State-dict tensors share storage with the modules, which are only ever updated
+            # in place: the pairing holds for the whole session.
+            pairs = list(zip(self.ema.state_dict().values(), self.model.state_dict().values()))
+            self._ema_pairs = (
+                [a for a, _ in pairs if a.is_floating_point()],
+                [b for a, b in pairs if a.is_floating_point()],
+                [(a, b) for a, b in pairs if not a.is_floating_point()])
+        averaged, trained, counters = self._ema_pairs
+        torch._foreach_lerp_(averaged, trained, 1.0 - float(self.config['ema']))
+        for ema_tensor, tensor in counters:
+            ema_tensor.copy_(tensor)
+
     def _validate(self) -> ConfusionMatrix:
         config = self.config
         size = parse_size(config['val_size']) if config['val_size'] else None
         uniform = self.val_set.uniform_size() is not None or size is not None
         matrix = evaluate_model(
-            self.model, self.val_set, self.num_classes, self.class_set.ignore_index,
+            self.ema if self.ema is not None else self.model, self.val_set, self.num_classes,
+            self.class_set.ignore_index,
             self.info.input_multiple, self.device,
             batch_size=config['batch_size'] if uniform else 1, workers=config['workers'],
             amp=config['amp'], channels_last=config['channels_last'], input_size=size,
@@ -558,7 +589,11 @@ class Trainer:
                  'best_epoch': self.best_epoch, 'args': dict(self.config),
                  'class_weights': None if self.class_weights is None
                  else [float(w) for w in self.class_weights]}
-        save = {'model': self.model, 'model_name': self.config['model'],
+        if self.ema is not None:
+            extra['trained_state_dict'] = {k: v.detach().cpu()
+                                           for k, v in self.model.state_dict().items()}
+        save = {'model': self.ema if self.ema is not None else self.model,
+                'model_name': self.config['model'],
                 'num_classes': self.num_classes, 'class_set': self._class_set_name(),
                 'meta': meta, 'extra': extra}
         save_weights(self.run_dir / 'last.pt', **save)
