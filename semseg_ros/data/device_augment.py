@@ -79,7 +79,7 @@ class DeviceAugmentation(AugmentationSettings):
     def _warp_images(images: torch.Tensor, source_x: torch.Tensor,
                      source_y: torch.Tensor) -> torch.Tensor:
         """Bilinear sampling at separable source coordinates; black outside the image."""
-        count, _, height, width = images.shape
+        height, width = images.shape[-2:]
         # grid_sample's normalised coordinates (align_corners=False): pixel centres.
         grid_x = (2 * source_x + 1) / width - 1
         grid_y = (2 * source_y + 1) / height - 1

@@ -335,6 +335,14 @@ class Trainer:
         self.sessions: List[Dict[str, Any]] = []
         if (self.run_dir / 'last.pt').is_file():
             self._restore(self.run_dir / 'last.pt')
+        if self.ema is not None:
+            # State-dict tensors share storage with the modules, which are only ever updated
+            # in place from here on: (averaged, trained) float tensors, and integer counters.
+            pairs = list(zip(self.ema.state_dict().values(), self.model.state_dict().values()))
+            self._ema_pairs = (
+                [a for a, _ in pairs if a.is_floating_point()],
+                [b for a, b in pairs if a.is_floating_point()],
+                [(a, b) for a, b in pairs if not a.is_floating_point()])
 
     def _initialise(self, model: nn.Module) -> Dict[str, Any]:
         """Load ``--init`` weights into the fresh model; return what run.json records."""
@@ -469,11 +477,11 @@ class Trainer:
 
     def _fit_epochs(self, durations: List[float], elapsed: float) -> int:
         """Shorten the schedule so that it ends within ``--time-budget``; return its epochs."""
-        per_epoch = max(durations[1:] or durations)
         fitted = fitted_epochs(int(self.config['epochs']), self.epoch, durations,
                                float(self.config['time_budget']) - elapsed)
         if fitted < int(self.config['epochs']) and self.is_main:
-            self._print(f'--fit-epochs: {per_epoch:.2f} s an epoch, so {fitted} epochs (not '
+            self._print(f'--fit-epochs: {epoch_pace(durations):.2f} s an epoch, so {fitted} '
+                        f'epochs (not '
                         f'{self.config["epochs"]}) fit the {self.config["time_budget"]:.0f} s '
                         'budget')
         self.config['epochs'] = fitted
@@ -552,14 +560,6 @@ class Trainer:
     @torch.no_grad()
     def _update_ema(self) -> None:
         """Move the average towards the weights; BN statistics likewise, counters copied."""
-        if not hasattr(self, '_ema_pairs'):
-            # State-dict tensors share storage with the modules, which are only ever updated
-            # in place: the pairing holds for the whole session.
-            pairs = list(zip(self.ema.state_dict().values(), self.model.state_dict().values()))
-            self._ema_pairs = (
-                [a for a, _ in pairs if a.is_floating_point()],
-                [b for a, b in pairs if a.is_floating_point()],
-                [(a, b) for a, b in pairs if not a.is_floating_point()])
         averaged, trained, counters = self._ema_pairs
         torch._foreach_lerp_(averaged, trained, 1.0 - float(self.config['ema']))
         for ema_tensor, tensor in counters:
@@ -619,9 +619,13 @@ def fitted_epochs(planned: int, done: int, durations: List[float], seconds_left:
     for start-up), and get ``FIT_MARGIN`` of the seconds left (the rest is kept for
     validation and checkpoints); at least one more epoch is always planned.
     """
-    per_epoch = max(durations[1:] or durations)
     room = max(0.0, seconds_left) * FIT_MARGIN
-    return min(planned, done + max(1, int(room / per_epoch)))
+    return min(planned, done + max(1, int(room / epoch_pace(durations))))
+
+
+def epoch_pace(durations: List[float]) -> float:
+    """Seconds an epoch is planned at: the slowest so far but the first (start-up)."""
+    return max(durations[1:] or durations)
 
 
 def export_best(run_dir, out_path) -> Path:
