@@ -22,6 +22,7 @@ from semseg_ros.core.weights import load_weights, read_weights
 from semseg_ros.data.datasets import build_dataset
 from semseg_ros.models import create_model
 from semseg_ros.training.engine import evaluate_model
+from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import (
     class_weights, enet_weights, median_frequency_weights, SegmentationLoss)
 from semseg_ros.training.train import export_best, fitted_epochs
@@ -188,6 +189,68 @@ def test_ema_weights_are_saved_validated_and_resume_exactly(camvid, tmp_path):
     assert differs, 'the averaged weights equal the trained ones'
     assert _history(straight)[-1]['val_miou'] is not None
     assert _train('--data-root', str(camvid), '--ema', '1.5', '--out', str(tmp_path / 'x')) == 2
+
+
+def test_cuda_graph_on_a_cpu_trains_as_eager_and_says_so(camvid, tmp_path, capsys):
+    """--cuda-graph without CUDA: one warning, then the very same training as without it."""
+    data = ['--data-root', str(camvid), *TINY_ARGS, '--epochs', '2']
+    plain, graphed = tmp_path / 'plain', tmp_path / 'graphed'
+    assert _train(*data, '--out', str(plain)) == 0
+    capsys.readouterr()
+    assert _train(*data, '--out', str(graphed), '--cuda-graph') == 0
+    assert '--cuda-graph needs a CUDA device' in capsys.readouterr().out
+    a, b = read_weights(plain / 'last.pt'), read_weights(graphed / 'last.pt')
+    for key, tensor in a['state_dict'].items():
+        assert torch.equal(tensor, b['state_dict'][key]), key
+
+
+def test_graphed_step_wrapper_trains_eagerly_on_cpu_tensors():
+    """Off CUDA the wrapper zeroes gradients and runs the step each time: plain training."""
+    def fit(use_wrapper: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+
+        def step(x, y):
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+        def zero_grad():
+            optimizer.zero_grad(set_to_none=True)
+        wrapped = GraphedStep(step, zero_grad, notify=pytest.fail, warmup_steps=1)
+        data = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            x, y = torch.randn(8, 4, generator=data), torch.randint(0, 2, (8,), generator=data)
+            if use_wrapper:
+                wrapped(x, y)
+            else:
+                zero_grad()
+                step(x, y)
+        assert not wrapped.captured and wrapped.failed is None
+        return model.weight.detach().clone()
+    assert torch.equal(fit(True), fit(False))
+
+
+def test_capturable_optimizer_saves_a_portable_state():
+    """make_capturable turns the learning rate into a tensor the scheduler fills in place;
+    the saved state is a plain optimizer's, and loads into one."""
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 ** step)
+    model(torch.ones(2, 3)).sum().backward()
+    optimizer.step()
+    make_capturable(optimizer, torch.device('cpu'))
+    lr = optimizer.param_groups[0]['lr']
+    assert isinstance(lr, torch.Tensor) and optimizer.param_groups[0]['capturable']
+    scheduler.step()
+    assert optimizer.param_groups[0]['lr'] is lr and float(lr) == pytest.approx(5e-4)
+    state = portable_state_dict(optimizer)
+    assert state['param_groups'][0]['lr'] == pytest.approx(5e-4)
+    assert state['param_groups'][0]['capturable'] is False
+    plain = torch.optim.Adam(torch.nn.Linear(3, 1).parameters(), lr=1.0)
+    plain.load_state_dict(state)
+    assert plain.param_groups[0]['lr'] == pytest.approx(5e-4)
+    assert isinstance(optimizer.param_groups[0]['lr'], torch.Tensor)
 
 
 def test_fitted_epochs_fill_the_time_left():
@@ -404,6 +467,8 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
     (['eval', '--model', 'nonet', '--data-root', '.'], "unknown model 'nonet'"),
     (['train', '--model', MODEL, '--data-root', '.', '--fit-epochs', '--out', 'x'],
      '--fit-epochs needs --time-budget SECONDS'),
+    (['train', '--model', MODEL, '--data-root', '.', '--cuda-graph', '--compile', '--out', 'x'],
+     '--cuda-graph and --compile: choose one'),
 ])
 def test_bad_usage_exits_2_with_a_message(argv, message, tmp_path, capsys):
     """Bad options end with exit code 2 and a one-line message, no traceback."""

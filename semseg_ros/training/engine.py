@@ -41,12 +41,16 @@ def select_device(name: str = 'auto', local_rank: int = 0) -> torch.device:
     raise ValueError(f'unknown device {name!r}; valid: auto, cpu, cuda')
 
 
-def autocast(device: torch.device, amp: str):
-    """Return the autocast context of an AMP mode (``none``: a no-op context)."""
+def autocast(device: torch.device, amp: str, cache: bool = True):
+    """Return the autocast context of an AMP mode (``none``: a no-op context).
+
+    ``cache=False`` re-casts the weights at each use, as a CUDA graph capture needs.
+    """
     if amp == 'none':
         return contextlib.nullcontext()
     if amp == 'bf16':
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                              cache_enabled=cache)
     raise ValueError(f'unknown AMP mode {amp!r}; valid: {", ".join(AMP_MODES)}')
 
 

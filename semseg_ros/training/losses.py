@@ -91,9 +91,11 @@ class SegmentationLoss(nn.Module):
         """Return the weighted mean loss over the non-void pixels."""
         total = F.cross_entropy(logits, labels, weight=self.weight,
                                 ignore_index=self.ignore_index, reduction='sum')
-        valid = labels[labels != self.ignore_index]
+        # Masks, not boolean indexing: no data-dependent shapes, so no wait for the device.
+        valid = labels != self.ignore_index
         if self.weight is None:
-            normaliser = valid.numel()
+            normaliser = valid.sum().to(total.dtype)
         else:
-            normaliser = self.weight[valid].sum()
-        return total / normaliser if valid.numel() else total * 0.0
+            normaliser = (self.weight[labels.masked_fill(~valid, 0)] * valid).sum()
+        # No valid pixel: the sum is 0, and so is the loss.
+        return total / normaliser.clamp_min(torch.finfo(total.dtype).tiny)

@@ -67,6 +67,7 @@ from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     autocast, evaluate_model, forward_logits, make_loader, progress_bar, seed_everything,
     to_device)
+from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import class_weights, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
 
@@ -79,6 +80,7 @@ DEFAULTS: Dict[str, Any] = {
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
     'stop_after': None, 'time_budget': None, 'fit_epochs': False, 'ema': None,
+    'cuda_graph': False,
 }
 DATA_PIPELINES = ('auto', 'device', 'loader')
 # Steps between progress-bar loss updates (each reads the loss back from the device).
@@ -92,7 +94,7 @@ FIT_MARGIN = 0.9
 COMPILE_BACKENDS = ('inductor', 'aot_eager', 'eager')
 # Settings --resume may change: they do not alter what the run computes.
 RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
-                    'stop_after', 'compile', 'time_budget'}
+                    'stop_after', 'compile', 'time_budget', 'cuda_graph'}
 # Settings of one session only, never stored as the run's settings.
 SESSION_ONLY = {'export_best', 'stop_after', 'time_budget'}
 LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
@@ -167,6 +169,9 @@ def check_config(config: Dict[str, Any]) -> None:
         raise UsageError('--fit-epochs needs --time-budget SECONDS')
     if config['time_budget'] is not None and config['time_budget'] <= 0:
         raise UsageError(f'--time-budget must be positive, got {config["time_budget"]}')
+    if config['cuda_graph'] and config['compile']:
+        raise UsageError('--cuda-graph and --compile: choose one (both remove launch '
+                         'overhead)')
     if config['ema'] is not None and not 0.0 < config['ema'] < 1.0:
         raise UsageError(f'--ema must be between 0 and 1 (e.g. 0.999), got {config["ema"]}')
     if config['batch_size'] < 2:
@@ -316,6 +321,13 @@ class Trainer:
                 self.model = self.net
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == 'cuda' else None)
+        if config['cuda_graph'] and device.type != 'cuda':
+            if self.is_main:
+                self._print(f'warning: --cuda-graph needs a CUDA device, not {device}; '
+                            'training eagerly')
+            config['cuda_graph'] = False
+        if config['cuda_graph'] and world > 1:
+            raise UsageError('--cuda-graph trains on one process; leave it out under torchrun')
         if config['compile']:
             # Training steps only: validation sees other image sizes and runs eagerly.
             self.net = torch.compile(self.net, backend=config['compile'])
@@ -335,6 +347,13 @@ class Trainer:
         self.sessions: List[Dict[str, Any]] = []
         if (self.run_dir / 'last.pt').is_file():
             self._restore(self.run_dir / 'last.pt')
+        # Loss sum, step count and non-finite losses, kept on the device (reading them each
+        # step would make the host wait for the GPU) and in one place (a graph replays into it).
+        self.totals = torch.zeros(3, dtype=torch.float64, device=device)
+        self.graphed: Optional[GraphedStep] = None
+        if config['cuda_graph']:
+            make_capturable(self.optimizer, device)
+            self.graphed = GraphedStep(self._step, self._zero_grad, self._print)
         if self.ema is not None:
             # State-dict tensors share storage with the modules, which are only ever updated
             # in place from here on: (averaged, trained) float tensors, and integer counters.
@@ -526,36 +545,50 @@ class Trainer:
                                  pin_memory=self.device.type == 'cuda')
             batches = (to_device(batch, self.device) for batch in loader)
         self.net.train()
-        # Loss sum, step count and non-finite losses stay on the device: reading them each
-        # step would make the host wait for the GPU.
-        total = torch.zeros(3, dtype=torch.float64, device=self.device)
+        total = self.totals
+        total.zero_()
         desc = f'epoch {self.epoch + 1}/{config["epochs"]}'
         bar = progress_bar(batches, desc, self.progress, unit='step',
                            total=self.steps_per_epoch)
         for step, (images, labels) in enumerate(bar):
-            with autocast(self.device, config['amp']):
-                logits = forward_logits(self.net, images, self.info.input_multiple,
-                                        channels_last=config['channels_last'])
-            loss = self.criterion(logits, labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            if self.graphed is not None:
+                self.graphed(images, labels)
+            else:
+                self._zero_grad()
+                self._step(images, labels)
             self.scheduler.step()
-            if self.ema is not None:
-                self._update_ema()
-            loss = loss.detach().double()
-            total[0] += torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
-            total[1] += 1
-            total[2] += (~torch.isfinite(loss)).double()
             if self.progress and step % PROGRESS_EVERY == 0:
                 bar.set_postfix(loss=f'{float(total[0] / total[1]):.4f}',
-                                lr=f'{self.optimizer.param_groups[0]["lr"]:.2e}', refresh=False)
+                                lr=f'{float(self.optimizer.param_groups[0]["lr"]):.2e}',
+                                refresh=False)
         if self.world > 1:
             dist.all_reduce(total)
         if total[2] > 0:
             raise RuntimeError(f'the loss became infinite or NaN in {int(total[2])} steps of '
                                f'epoch {self.epoch + 1}; try a lower --lr (now {config["lr"]})')
         return float(total[0] / total[1]), float(self.optimizer.param_groups[0]['lr'])
+
+    def _zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Forward, backward and update on one batch, its loss added to ``self.totals``.
+
+        Nothing here waits for the device: the same code is captured by ``--cuda-graph``.
+        """
+        config = self.config
+        with autocast(self.device, config['amp'], cache=self.graphed is None):
+            logits = forward_logits(self.net, images, self.info.input_multiple,
+                                    channels_last=config['channels_last'])
+        loss = self.criterion(logits, labels)
+        loss.backward()
+        self.optimizer.step()
+        if self.ema is not None:
+            self._update_ema()
+        loss = loss.detach().double()
+        self.totals[0] += torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
+        self.totals[1] += 1
+        self.totals[2] += (~torch.isfinite(loss)).double()
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -583,7 +616,7 @@ class Trainer:
         """Write last.pt (and best.pt when improved), then the logs that describe them."""
         meta = {'epoch': self.epoch, 'val_miou': self.history[-1]['val_miou'],
                 'dataset': self.config['dataset']}
-        extra = {'optimizer': self.optimizer.state_dict(),
+        extra = {'optimizer': portable_state_dict(self.optimizer),
                  'scheduler': self.scheduler.state_dict(), 'epoch': self.epoch,
                  'rng': _rng_state(), 'history': self.history, 'best_miou': self.best_miou,
                  'best_epoch': self.best_epoch, 'args': dict(self.config),
