@@ -27,7 +27,7 @@ import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import cv2
 import numpy as np
@@ -88,7 +88,9 @@ def calibration_batches(width: int, height: int) -> List[np.ndarray]:
 
 
 def quantize_graph(float_graph: Union[str, Path], path: Union[str, Path], width: int,
-                   height: int, metadata: Dict[str, str]) -> Path:
+                   height: int, metadata: Dict[str, str],
+                   batches: Optional[List[np.ndarray]] = None,
+                   logit_range: bool = True) -> Path:
     """Quantize a float deployment graph (uint8 ``image`` in) to INT8, written atomically.
 
     Args:
@@ -98,6 +100,10 @@ def quantize_graph(float_graph: Union[str, Path], path: Union[str, Path], width:
         width: The graph's input width (calibration frames are resized to it).
         height: The graph's input height.
         metadata: ``metadata_props`` to store in the file.
+        batches: Calibration batches (``1 x height x width x 3`` uint8 RGB; default: the
+            shipped calibration frames).
+        logit_range: Quantize the logits over the range that decides labels (see
+            :func:`logit_range_overrides`) rather than their full range.
 
     Returns:
         The path written.
@@ -107,7 +113,8 @@ def quantize_graph(float_graph: Union[str, Path], path: Union[str, Path], width:
                                           QuantFormat, QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    batches = calibration_batches(width, height)
+    if batches is None:
+        batches = calibration_batches(width, height)
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -122,8 +129,8 @@ def quantize_graph(float_graph: Union[str, Path], path: Union[str, Path], width:
         prepared = os.path.join(work, 'prepared.onnx')
         quantized = os.path.join(work, 'int8.onnx')
         quant_pre_process(str(float_graph), prepared, skip_symbolic_shape=True)
-        overrides = logit_range_overrides(prepared, batches)
-        LOG.info('calibrating the INT8 graph on %d CamVid train frames', len(batches))
+        overrides = logit_range_overrides(prepared, batches) if logit_range else {}
+        LOG.info('calibrating the INT8 graph on %d frames', len(batches))
         quantize_static(prepared, quantized, Reader(), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=list(QUANTIZED_OPS), per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
