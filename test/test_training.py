@@ -24,7 +24,7 @@ from semseg_ros.models import create_model
 from semseg_ros.training.engine import evaluate_model
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import (
-    class_weights, enet_weights, median_frequency_weights, SegmentationLoss)
+    class_weights, distillation_loss, enet_weights, median_frequency_weights, SegmentationLoss)
 from semseg_ros.training.train import export_best, fitted_epochs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -253,6 +253,36 @@ def test_capturable_optimizer_saves_a_portable_state():
     assert isinstance(optimizer.param_groups[0]['lr'], torch.Tensor)
 
 
+def test_distillation_loss_is_the_scaled_divergence_to_the_teacher():
+    """T^2 KL(teacher || student) per pixel: zero on agreement, by hand otherwise."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.randn(2, 4, 3, 5, generator=generator)
+    assert distillation_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0, abs=1e-6)
+    student = torch.randn(2, 4, 3, 5, generator=generator, requires_grad=True)
+    p = torch.softmax(teacher / 2.0, dim=1)
+    by_hand = (p * (p.log() - torch.log_softmax(student / 2.0, dim=1))).sum(1).mean() * 4.0
+    loss = distillation_loss(student, teacher, 2.0)
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-5)
+    loss.backward()
+    assert student.grad.abs().sum() > 0
+
+
+def test_distillation_trains_towards_the_teacher(learned_run, camvid, tmp_path):
+    """--teacher with weight 1: the loss is the divergence from the teacher's labels and
+    falls as the student learns them; run.json names the teacher's weights."""
+    run = tmp_path / 'student'
+    assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '6', '--lr', '3e-3',
+                  '--no-augment', '--teacher', MODEL, '--teacher-weights',
+                  str(learned_run / 'last.pt'), '--distill-weight', '1',
+                  '--out', str(run)) == 0
+    losses = [h['loss'] for h in _history(run)]
+    assert losses[-1] < 0.7 * losses[0], losses
+    teacher = json.loads((run / 'run.json').read_text())['teacher']
+    assert teacher['path'] == str(learned_run / 'last.pt') and len(teacher['sha256']) == 64
+    assert _train('--data-root', str(camvid), '--teacher', 'enet', '--teacher-weights',
+                  str(learned_run / 'last.pt'), '--out', str(tmp_path / 'x')) == 2
+
+
 def test_fitted_epochs_fill_the_time_left():
     """--fit-epochs plans the remaining epochs at the slowest measured pace, with a margin."""
     assert fitted_epochs(1500, 3, [9.0, 2.0, 2.5], 100.0) == 3 + int(90 / 2.5)
@@ -469,6 +499,8 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
      '--fit-epochs needs --time-budget SECONDS'),
     (['train', '--model', MODEL, '--data-root', '.', '--cuda-graph', '--compile', '--out', 'x'],
      '--cuda-graph and --compile: choose one'),
+    (['train', '--model', MODEL, '--data-root', '.', '--teacher', MODEL, '--teacher-weights',
+      '/no/t.pt', '--out', 'x'], '--teacher mininet_v2_cpu: weights file not found: /no/t.pt'),
 ])
 def test_bad_usage_exits_2_with_a_message(argv, message, tmp_path, capsys):
     """Bad options end with exit code 2 and a one-line message, no traceback."""

@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
                              "ones: 'shipped' (the package's CamVid weights) or a weights/"
                              'checkpoint file; tensors that do not fit (the classifier of '
                              'another class set) stay freshly initialised')
+    parser.add_argument('--teacher', metavar='MODEL',
+                        help='distil from this network (any registered model of the same '
+                        'class set): the loss becomes (1 - w) x cross-entropy + w x T^2 '
+                        'KL(teacher || student) at temperature T (default: no teacher)')
+    parser.add_argument('--teacher-weights', metavar='WEIGHTS',
+                        help="the teacher's weights: 'shipped' or a weights/checkpoint file"
+                        + default('teacher_weights'))
+    parser.add_argument('--distill-weight', type=float, metavar='W',
+                        help='share of the distillation term in the loss'
+                        + default('distill_weight'))
+    parser.add_argument('--distill-temperature', type=float, metavar='T',
+                        help='softmax temperature of the distillation term'
+                        + default('distill_temperature'))
     parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision' + default('amp'))
     parser.add_argument('--channels-last', action='store_true',
                         help='channels-last memory format')

@@ -99,3 +99,17 @@ class SegmentationLoss(nn.Module):
             normaliser = (self.weight[labels.masked_fill(~valid, 0)] * valid).sum()
         # No valid pixel: the sum is 0, and so is the loss.
         return total / normaliser.clamp_min(torch.finfo(total.dtype).tiny)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """Knowledge distillation (Hinton et al., 2015) per pixel: ``T^2 KL(teacher || student)``.
+
+    Both ``N x C x H x W``; the teacher's softened class distribution is the target of the
+    student's, averaged over every pixel (void ones too: the teacher labels them all). The
+    ``T^2`` keeps the gradients' scale independent of the temperature.
+    """
+    student = F.log_softmax(student_logits.float() / temperature, dim=1)
+    teacher = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+    divergence = (teacher.exp() * (teacher - student)).sum(dim=1)
+    return divergence.mean() * temperature ** 2

@@ -68,7 +68,7 @@ from semseg_ros.training.engine import (
     autocast, evaluate_model, forward_logits, make_loader, progress_bar, seed_everything,
     to_device)
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
-from semseg_ros.training.losses import class_weights, SegmentationLoss
+from semseg_ros.training.losses import class_weights, distillation_loss, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
 
 DEFAULTS: Dict[str, Any] = {
@@ -80,7 +80,8 @@ DEFAULTS: Dict[str, Any] = {
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
     'stop_after': None, 'time_budget': None, 'fit_epochs': False, 'ema': None,
-    'cuda_graph': False,
+    'cuda_graph': False, 'teacher': None, 'teacher_weights': 'shipped', 'distill_weight': 0.5,
+    'distill_temperature': 1.0,
 }
 DATA_PIPELINES = ('auto', 'device', 'loader')
 # Steps between progress-bar loss updates (each reads the loss back from the device).
@@ -138,6 +139,13 @@ def _init_path(config: Dict[str, Any]) -> Path:
     return Path(config['init'])
 
 
+def _teacher_path(config: Dict[str, Any]) -> Path:
+    """Return the weights file of ``--teacher`` ('shipped': that model's shipped weights)."""
+    if config['teacher_weights'] in (None, 'shipped'):
+        return shipped_weights(config['teacher'])
+    return Path(config['teacher_weights'])
+
+
 def check_config(config: Dict[str, Any]) -> None:
     """Check the settings that can be checked before loading any data."""
     info = model_info(config['model'])  # ValueError listing the models if unknown
@@ -169,6 +177,18 @@ def check_config(config: Dict[str, Any]) -> None:
         raise UsageError('--fit-epochs needs --time-budget SECONDS')
     if config['time_budget'] is not None and config['time_budget'] <= 0:
         raise UsageError(f'--time-budget must be positive, got {config["time_budget"]}')
+    if config['teacher']:
+        model_info(config['teacher'])  # ValueError listing the models if unknown
+        teacher = _teacher_path(config)
+        if not teacher.is_file():
+            raise UsageError(f'--teacher {config["teacher"]}: weights file not found: '
+                             f'{teacher}')
+        if not 0.0 < config['distill_weight'] <= 1.0:
+            raise UsageError(f'--distill-weight must be in (0, 1], got '
+                             f'{config["distill_weight"]}')
+        if config['distill_temperature'] <= 0:
+            raise UsageError(f'--distill-temperature must be positive, got '
+                             f'{config["distill_temperature"]}')
     if config['cuda_graph'] and config['compile']:
         raise UsageError('--cuda-graph and --compile: choose one (both remove launch '
                          'overhead)')
@@ -310,6 +330,11 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.net = model
+        self.teacher: Optional[nn.Module] = None
+        self.teacher_record: Optional[Dict[str, Any]] = None
+        if config['teacher']:
+            self.teacher = self._load_teacher()
+            self.teacher_multiple = model_info(config['teacher']).input_multiple
         # An exponential moving average of the weights (and BN statistics): what is
         # validated, checkpointed as the run's weights and shipped when --ema is given.
         self.ema: Optional[nn.Module] = None
@@ -385,6 +410,27 @@ class Trainer:
                         f'loaded{skipped}')
         return record
 
+    def _load_teacher(self) -> nn.Module:
+        """Return the frozen ``--teacher`` network on the device, in eval mode."""
+        name, path = self.config['teacher'], _teacher_path(self.config)
+        teacher = create_model(name, self.num_classes)
+        try:
+            payload = load_weights(teacher, path, name, self.num_classes)
+        except WeightsError as error:
+            raise UsageError(f'--teacher: {error}') from error
+        if payload.get('class_set') not in (None, self._class_set_name()):
+            raise UsageError(f'--teacher: {path} was trained on class set '
+                             f'{payload.get("class_set")!r}, this run uses '
+                             f'{self._class_set_name()!r}')
+        self.teacher_record = {'model': name, 'path': str(path), 'sha256': file_digest(path),
+                               'weight': self.config['distill_weight'],
+                               'temperature': self.config['distill_temperature'],
+                               'frames': payload.get('meta', {}).get('frames')}
+        teacher = teacher.to(self.device).eval().requires_grad_(False)
+        if self.config['channels_last']:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        return teacher
+
     def _scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
         """Polynomial decay per iteration: ``lr = lr0 * (1 - step / total) ** power``."""
         power = float(self.config['poly_power'])
@@ -419,6 +465,8 @@ class Trainer:
             'torch': str(torch.__version__), 'sessions': []}
         if self.init_record is not None:
             record['init'] = self.init_record
+        if self.teacher_record is not None:
+            record['teacher'] = self.teacher_record
         # Which frames the weights see, by sequence: what a model card must say.
         record['frames'] = {'train': sequence_counts(self.train_set.pairs),
                             'val': sequence_counts(self.val_set.pairs) if self.val_set else {}}
@@ -580,7 +628,15 @@ class Trainer:
         with autocast(self.device, config['amp'], cache=self.graphed is None):
             logits = forward_logits(self.net, images, self.info.input_multiple,
                                     channels_last=config['channels_last'])
+            if self.teacher is not None:
+                with torch.no_grad():
+                    targets = forward_logits(self.teacher, images, self.teacher_multiple,
+                                             channels_last=config['channels_last'])
         loss = self.criterion(logits, labels)
+        if self.teacher is not None:
+            weight = float(config['distill_weight'])
+            loss = (1.0 - weight) * loss + weight * distillation_loss(
+                logits, targets, float(config['distill_temperature']))
         loss.backward()
         self.optimizer.step()
         if self.ema is not None:
