@@ -57,13 +57,16 @@ def run_from(root: Path, cache: Path, read_only: bool = False) -> subprocess.Com
 
 
 def test_first_start_builds_into_ros_home_not_the_package(tmp_path):
-    """A writable install stays as it was; the graph lies under $ROS_HOME/semseg_ros/graphs."""
+    """A writable install stays as it was; the graph lies under $ROS_HOME/semseg_ros/graphs;
+    nothing is written to stderr."""
     root = install_copy(tmp_path / 'install')
     before = listing(root)
     cache = tmp_path / 'ros_home'
     cache.mkdir()
     result = run_from(root, cache)
     assert result.returncode == 0, result.stderr
+    # The exporter's notes go to the debug log, not to the operator's console.
+    assert result.stderr == '', result.stderr
     assert result.stdout.strip() == str(root / 'semseg_ros' / 'weights' /
                                         'mininet_v2_cpu_camvid.pt')
     assert listing(root) == before, 'the first start wrote into the package'

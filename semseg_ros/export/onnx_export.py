@@ -12,11 +12,14 @@ indices to PyTorch's per-plane form (an extra full-resolution ``MaxPool``) and u
 ``ScatterND``; the indices never leave the graph, so the network computes the same function.
 """
 
+import contextlib
 import copy
+import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Dict, Optional, Union
+from typing import Dict, Iterator, Optional, Union
+import warnings
 
 import numpy as np
 import onnxruntime
@@ -26,6 +29,7 @@ from torch import nn, Tensor
 from semseg_ros.core.files import atomic_output
 from semseg_ros.models import check_multiple
 
+LOG = logging.getLogger(__name__)
 # The exporter's default opset for torch 2.13; ONNX Runtime 1.2x runs it on every provider.
 DEFAULT_OPSET = 18
 
@@ -115,13 +119,40 @@ def export_module(module: nn.Module, example_inputs: tuple, path: Union[str, Pat
         metadata: ``metadata_props`` to store in the file (e.g. the weights' digest).
     """
     import onnx
-    with tempfile.TemporaryDirectory(prefix='semseg_export_') as work:
+    with tempfile.TemporaryDirectory(prefix='semseg_export_') as work, _exporter_chatter():
         exported = os.path.join(work, 'graph.onnx')
         torch.onnx.export(
             module, example_inputs, exported, input_names=input_names,
             output_names=output_names, opset_version=opset or DEFAULT_OPSET, dynamo=True,
             external_data=False, custom_translation_table=_translation_table(), verbose=False)
         return save_onnx(onnx.load(exported), path, metadata)
+
+
+class _ToDebug(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        LOG.debug('exporter: %s', record.getMessage())
+
+
+@contextlib.contextmanager
+def _exporter_chatter() -> Iterator[None]:
+    """Route the exporter's log lines and Python warnings to this module's debug log.
+
+    A node builds graphs on first use: the exporter's notes (optional operator libraries not
+    installed, deprecations inside PyTorch) are not the robot operator's business.
+    """
+    logger = logging.getLogger('torch.onnx')  # PyTorch gives it a stderr handler of its own
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
+    logger.handlers = [_ToDebug()]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if LOG.isEnabledFor(logging.DEBUG) else logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            yield
+        for warning in caught:
+            LOG.debug('exporter: %s: %s', warning.category.__name__, warning.message)
+    finally:
+        logger.handlers, logger.propagate, logger.level = handlers, propagate, level
 
 
 def save_onnx(proto, path: Union[str, Path], metadata: Optional[Dict[str, str]] = None) -> Path:
