@@ -157,7 +157,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if world > 1:
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     try:
-        return train.Trainer(config, argv, device, rank, world).run()
+        status = train.Trainer(config, argv, device, rank, world).run()
+        if world > 1:
+            # Rank 0 ends by writing files while the others are done: tearing gloo down
+            # under a peer that still talks to it can abort that peer.
+            dist.barrier()
+        return status
     except train.UsageError as error:
         return _fail(error)
     finally:
