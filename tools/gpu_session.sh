@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# One call on a lent CUDA GPU: benchmark the inference path, check the graphed training step
-# against the eager one, then train MiniNet-v2-cpu's recipes on held-out sequence 0006R0 and
-# on all frames, resuming any run folder found in RUNS_DIR, all before DEADLINE seconds.
+# One call on a lent CUDA GPU: run the CUDA tests, benchmark the inference path, time the
+# graphed training step against the eager one, then train MiniNet-v2-cpu's recipes on
+# held-out sequence 0006R0 and on all frames, resuming any run folder found in RUNS_DIR, all before DEADLINE seconds.
 #
 #   tools/gpu_session.sh DATA_ROOT RUNS_DIR OUT_DIR DEADLINE_SECONDS
 #
@@ -26,6 +26,9 @@ left() { echo $((deadline - SECONDS)); }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader
 $python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+
+echo "=== CUDA tests: graphed inference and training step ($(left) s left)"
+timeout 150 $python -m pytest -q -p no:cacheprovider test/test_cuda.py 2>&1 | tail -n 25
 
 echo "=== inference: semseg bench --backend torch --device cuda [--fp16] ($(left) s left)"
 for precision in fp32 fp16; do

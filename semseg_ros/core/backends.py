@@ -77,8 +77,9 @@ class TorchBackend:
     activations, not autocast, which adds a cast before every layer), and each input shape's
     whole forward pass (uint8 in, normalisation, network, argmax, uint8 ids out) is captured
     once as a CUDA graph and replayed: one launch a frame instead of hundreds, which is what
-    makes small networks fast on a large GPU. A capture that fails falls back to eager
-    execution with a warning.
+    makes small networks fast on a large GPU. Images go in and ids come out through pinned
+    host buffers of the captured shape (asynchronous copies, one wait a frame). A capture that
+    fails falls back to eager execution with a warning.
     """
 
     name = 'torch'
@@ -97,8 +98,8 @@ class TorchBackend:
         self._graphs = {flag: InferenceGraph(network, flag, dtype).eval()
                         for flag in (False, True)}
         self.cuda_graphs = cuda_graphs and self.device == 'cuda'
-        # (input shape, with confidence) -> (input buffer, outputs, CUDA graph), or None
-        # where capturing failed and the shape runs eagerly.
+        # (input shape, with confidence) -> _Captured, or None where capturing failed and
+        # the shape runs eagerly.
         self._captured: Dict[Any, Any] = {}
         self.providers = [self.device + (' graph' if self.cuda_graphs else '')
                           + (' fp16' if self.fp16 else '')]
@@ -110,10 +111,7 @@ class TorchBackend:
             if key not in self._captured:
                 self._captured[key] = self._capture(batch, with_confidence)
             if self._captured[key] is not None:
-                buffer, out, graph = self._captured[key]
-                buffer.copy_(torch.from_numpy(batch))
-                graph.replay()
-                return _to_numpy(out)
+                return self._captured[key].run(batch)
         image = torch.from_numpy(batch).to(self.device, non_blocking=True)
         with torch.inference_mode():
             return _to_numpy(self._graphs[with_confidence](image))
@@ -122,7 +120,9 @@ class TorchBackend:
         """Capture the forward pass for ``batch``'s shape as a CUDA graph (None: failed)."""
         graph_module = self._graphs[with_confidence]
         try:
-            buffer = torch.from_numpy(batch).to(self.device)
+            host_in = torch.empty(batch.shape, dtype=torch.uint8, pin_memory=True)
+            host_in.numpy()[...] = batch
+            buffer = host_in.to(self.device)
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side), torch.inference_mode():
@@ -132,11 +132,34 @@ class TorchBackend:
             graph = torch.cuda.CUDAGraph()
             with torch.inference_mode(), torch.cuda.graph(graph):
                 out = graph_module(buffer)
-            return buffer, out, graph
+            return _Captured(graph, host_in, buffer, out if isinstance(out, tuple) else (out,))
         except RuntimeError as error:
             LOG.warning('CUDA graph capture failed for input %s (%s): running eagerly',
                         tuple(batch.shape), error)
             return None
+
+
+class _Captured:
+    """A captured forward pass with its pinned host buffers and device input buffer."""
+
+    def __init__(self, graph, host_in: torch.Tensor, device_in: torch.Tensor,
+                 device_out: Tuple[torch.Tensor, ...]):
+        self.graph, self.host_in, self.device_in, self.device_out = \
+            graph, host_in, device_in, device_out
+        self.host_out = tuple(torch.empty(o.shape, dtype=o.dtype, pin_memory=True)
+                              for o in device_out)
+
+    def run(self, batch: np.ndarray):
+        """Copy ``batch`` in, replay, copy the outputs out; return them as new arrays."""
+        self.host_in.numpy()[...] = batch
+        self.device_in.copy_(self.host_in, non_blocking=True)
+        self.graph.replay()
+        for host, device in zip(self.host_out, self.device_out):
+            host.copy_(device, non_blocking=True)
+        torch.cuda.current_stream(self.device_in.device).synchronize()
+        # Copies: the pinned buffers are overwritten by the next frame.
+        arrays = tuple(host.numpy().copy() for host in self.host_out)
+        return arrays if len(arrays) > 1 else arrays[0]
 
 
 def _to_numpy(out):
