@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on a lent CUDA GPU: run the CUDA tests, benchmark the inference path, time the
 # graphed training step against the eager one, then train MiniNet-v2-cpu's recipes on
-# held-out sequence 0006R0 and on all frames, resuming any run folder found in RUNS_DIR, all before DEADLINE seconds.
+# held-out sequence 0006R0 and on all frames, resuming any run folder found in RUNS_DIR, all
+# before DEADLINE seconds.
 #
 #   tools/gpu_session.sh DATA_ROOT RUNS_DIR OUT_DIR DEADLINE_SECONDS
 #
