@@ -14,6 +14,7 @@ import zlib
 import cv2
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from ros_testing import (assert_clean_exit, image_msg, next_stamp, NodeProcess, Probe, send,
@@ -114,6 +115,25 @@ def test_a_flood_of_bad_frames_is_logged_once_per_kind(probe, nodes, picture):
     assert 1 <= len(errors) <= 2, flood[:3000]
     assert "unsupported encoding 'evil_xxxxxxx" in errors[0]
     assert len(flood) < 2000 and 'x' * 100 not in flood, flood[:3000]
+    probe.node.destroy_publisher(camera)
+
+
+def test_a_damaged_serialized_frame_is_refused_and_the_next_served(probe, nodes, picture):
+    """A serialized Image cut inside its data, published as it is: one error, then service."""
+    node = nodes['raw']
+    camera = probe.publisher(Image, RAW_TOPIC, RELIABLE)
+    good = image_msg(conversions.rgb_to_image_fields(picture, 'rgb8'))
+    damaged = serialize_message(good)[:-10]
+    errors = node.log().count('damaged message')
+    deadline = time.monotonic() + 30
+    while node.log().count('damaged message') == errors:
+        assert time.monotonic() < deadline, f'no damaged-message error:\n{node.log()}'
+        camera.publish(damaged)
+        time.sleep(0.3)
+    line = [line for line in node.log().splitlines() if 'damaged message' in line][-1]
+    assert 'serialized message ends inside data' in line
+    good.header.stamp = next_stamp()
+    send(probe, camera, good, RAW_NODE, ('label_mask',))
     probe.node.destroy_publisher(camera)
 
 

@@ -3,7 +3,11 @@
 Thin rclpy glue around :class:`semseg_ros.core.segmenter.Segmenter`. The subscription
 callback only stores the newest frame; one worker thread converts, segments and
 publishes it, so inference never blocks the executor and a slow model never builds a
-queue (a frame replaced before it was processed is counted as dropped)::
+queue (a frame replaced before it was processed is counted as dropped).
+
+Images are taken and published serialized (:mod:`semseg_ros.messages.cdr`): the pixels are
+read where the middleware left them, and each output is one bytes object holding the input's
+header and the pixels, copied once; no message object is built on either side::
 
     ros2 run semseg_ros segmentation_node --ros-args --params-file config/cpu_robot.yaml
         -r image:=/camera/image_raw
@@ -20,6 +24,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
@@ -28,7 +33,7 @@ from semseg_ros.core.options import declared_options, Option
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
                                      StreamSize, StreamStats)
-from semseg_ros.messages import conversions
+from semseg_ros.messages import cdr, conversions
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
 from semseg_ros.nodes.spinning import run_nodes
 
@@ -89,11 +94,38 @@ class _RosLogHandler(logging.Handler):
             self.handleError(record)
 
 
-def image_message(header, fields: Tuple[str, int, int, int, Any]) -> Image:
-    """Build a sensor_msgs/Image from ``(encoding, height, width, step, data)`` fields."""
-    encoding, height, width, step, data = fields
-    return Image(header=header, height=height, width=width, encoding=encoding,
-                 is_bigendian=0, step=step, data=data)
+def read_frame(payload: bytes, compressed: bool) -> Tuple[cdr.SerializedHeader, Any]:
+    """Return the header and the serialized fields of an input frame (pixels not copied).
+
+    Plain CDR is read directly; another encapsulation goes through the middleware's
+    deserializer, and its header is serialized again for the outputs.
+
+    Raises:
+        ImageConversionError: The payload is damaged (kind ``'damaged message'``).
+    """
+    try:
+        return _read_serialized(payload, compressed)
+    except cdr.CdrError as error:
+        if not error.unsupported_encapsulation:
+            raise conversions.ImageConversionError(f'damaged message: {error}',
+                                                   kind='damaged message') from None
+    try:
+        msg = deserialize_message(payload, CompressedImage if compressed else Image)
+    except Exception as error:  # the middleware's deserializer raises several kinds
+        raise conversions.ImageConversionError(
+            f'damaged message: {type(error).__name__}: {error}', kind='damaged message'
+        ) from None
+    stamp = msg.header.stamp
+    header = cdr.header_of(stamp.sec, stamp.nanosec, msg.header.frame_id)
+    if compressed:
+        return header, cdr.SerializedCompressedImage(header, msg.format, msg.data)
+    return header, cdr.SerializedImage(header, msg.height, msg.width, msg.encoding,
+                                       msg.is_bigendian, msg.step, msg.data)
+
+
+def _read_serialized(payload, compressed: bool):
+    frame = cdr.read_compressed_image(payload) if compressed else cdr.read_image(payload)
+    return frame.header, frame
 
 
 class SegmentationNode(Node):
@@ -135,11 +167,11 @@ class SegmentationNode(Node):
             # As image_transport does: remapping the base topic `image` moves this one too.
             self.input_topic = self.resolve_topic_name('image') + '/compressed'
             self._image_sub = self.create_subscription(CompressedImage, self.input_topic,
-                                                       self._on_image, image_qos)
+                                                       self._on_image, image_qos, raw=True)
         else:
             self.input_topic = self.resolve_topic_name('image')
             self._image_sub = self.create_subscription(Image, 'image', self._on_image,
-                                                       image_qos)
+                                                       image_qos, raw=True)
 
         # Reliable outputs reach both reliable (rviz) and best-effort subscribers. Depth 5,
         # not 1: with depth 1 a mask still being acknowledged is overwritten by the next
@@ -196,10 +228,10 @@ class SegmentationNode(Node):
 
     # Frames ---------------------------------------------------------------------------
 
-    def _on_image(self, msg) -> None:
-        """Keep only the newest frame; never blocks the executor."""
+    def _on_image(self, payload: bytes) -> None:
+        """Keep only the newest frame (still serialized); never blocks the executor."""
         self.stats.count('received')
-        if self._slot.put((msg, time.perf_counter())):
+        if self._slot.put((payload, time.perf_counter())):
             self.stats.count('dropped')
 
     def _work(self) -> None:
@@ -231,9 +263,11 @@ class SegmentationNode(Node):
         return tuple(wanted)
 
     def _to_rgb(self, msg):
+        """Return the RGB pixels of a frame read by :func:`read_frame`."""
         max_pixels = self._param('max_image_pixels')
         if self._compressed:
-            rgb = conversions.compressed_to_rgb(msg.format, msg.data, max_pixels=max_pixels)
+            rgb = conversions.compressed_to_rgb(msg.image_format, msg.data,
+                                                max_pixels=max_pixels)
             refused = self._stream_size.check(rgb.shape[1], rgb.shape[0])
             if refused:
                 raise conversions.ImageConversionError(refused, kind='frame size')
@@ -242,14 +276,15 @@ class SegmentationNode(Node):
                                         msg.data, is_bigendian=bool(msg.is_bigendian),
                                         max_pixels=max_pixels)
 
-    def _process(self, msg, received: float) -> None:
+    def _process(self, payload: bytes, received: float) -> None:
         wanted = self._wanted_outputs()
         if not wanted:
             self.stats.count('idle')
             return
         start = time.perf_counter()
         try:
-            rgb = self._to_rgb(msg)
+            header, frame = read_frame(payload, self._compressed)
+            rgb = self._to_rgb(frame)
         except conversions.ImageConversionError as error:
             self.stats.count('bad')
             self._report(f'dropped a frame from {self.input_topic}: {error}', key=error.kind)
@@ -258,7 +293,7 @@ class SegmentationNode(Node):
         result = self.segmenter.segment(rgb, self._param('output_resolution'),
                                         with_confidence='confidence' in wanted)
         segmented = time.perf_counter()
-        messages = self._render(msg.header, rgb, result, wanted)
+        messages = self._render(header, rgb, result, wanted)
         rendered = time.perf_counter()
         for name, message in messages.items():
             self._output_pubs[name].publish(message)
@@ -270,24 +305,21 @@ class SegmentationNode(Node):
                       publish=(published - rendered) * 1e3)
         self.stats.processed((published - received) * 1e3, stages)
 
-    def _render(self, header, rgb, result, wanted: Sequence[str]) -> Dict[str, Image]:
-        """Build the wanted output messages, each with the input header unchanged."""
+    def _render(self, header: cdr.SerializedHeader, rgb, result, wanted: Sequence[str]
+                ) -> Dict[str, bytes]:
+        """Serialize the wanted output images, each with the input header unchanged."""
         messages = {}
         if 'label_mask' in wanted:
-            messages['label_mask'] = image_message(
-                header, conversions.mono8_to_image_fields(result.labels))
+            messages['label_mask'] = cdr.write_image(header, 'mono8', result.labels)
         if 'color_mask' in wanted or 'overlay' in wanted:
             colors = colorize(result.labels, self.class_set)
             if 'color_mask' in wanted:
-                messages['color_mask'] = image_message(
-                    header, conversions.rgb_to_image_fields(colors, 'rgb8'))
+                messages['color_mask'] = cdr.write_image(header, 'rgb8', colors)
             if 'overlay' in wanted:
                 blend = render_overlay(rgb, colors, self._param('overlay_alpha'))
-                messages['overlay'] = image_message(
-                    header, conversions.rgb_to_image_fields(blend, 'rgb8'))
+                messages['overlay'] = cdr.write_image(header, 'rgb8', blend)
         if 'confidence' in wanted and result.confidence is not None:
-            messages['confidence'] = image_message(
-                header, conversions.mono8_to_image_fields(result.confidence))
+            messages['confidence'] = cdr.write_image(header, 'mono8', result.confidence)
         return messages
 
     # Diagnostics ----------------------------------------------------------------------
