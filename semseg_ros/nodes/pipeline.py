@@ -20,9 +20,11 @@ Never remap ``__node`` for the process: it would give both nodes the same name::
 
 import sys
 
+from rclpy.executors import SingleThreadedExecutor
+
 from semseg_ros.nodes import keyframe_node, segmentation_node
 from semseg_ros.nodes.params import NodeConfigError
-from semseg_ros.nodes.spinning import fastest_executor, run_nodes
+from semseg_ros.nodes.spinning import run_nodes
 
 SEGMENTATION_NAME = segmentation_node.NODE_NAME
 KEYFRAME_NAME = keyframe_node.NODE_NAME
@@ -45,7 +47,7 @@ def main(args=None) -> int:
     # callbacks of both nodes. Not rclpy's MultiThreadedExecutor: it busy-polls while a
     # callback waits in its pool (ros2/rclpy#1452), measured here at two cores of system
     # time, which starved inference and made DDS drop frames.
-    return run_nodes(factories, fastest_executor, (NodeConfigError,), args)
+    return run_nodes(factories, SingleThreadedExecutor, (NodeConfigError,), args)
 
 
 if __name__ == '__main__':

@@ -21,6 +21,7 @@ import time
 from typing import Any, Dict, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
@@ -34,7 +35,7 @@ from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, re
                                      StreamSize, StreamStats)
 from semseg_ros.messages import cdr, conversions
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
-from semseg_ros.nodes.spinning import fastest_executor, run_nodes
+from semseg_ros.nodes.spinning import run_nodes
 
 NODE_NAME = 'segmentation_node'
 TRANSPORTS = ('raw', 'compressed')
@@ -374,7 +375,7 @@ class SegmentationNode(Node):
 
 def main(args=None) -> int:
     """Run the node until Ctrl-C or SIGTERM; return the exit code (2: bad configuration)."""
-    return run_nodes([SegmentationNode], fastest_executor, (NodeConfigError,), args)
+    return run_nodes([SegmentationNode], SingleThreadedExecutor, (NodeConfigError,), args)
 
 
 if __name__ == '__main__':

@@ -21,7 +21,7 @@ import threading
 from typing import Callable, List, Optional, Sequence, Tuple, Type
 
 import rclpy
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -31,21 +31,6 @@ EXIT_BAD_CONFIG = 2
 # How long the executor waits for work before it checks for a signal again.
 SIGNAL_CHECK_PERIOD_S = 0.1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def fastest_executor(context: Optional[rclpy.Context] = None) -> Executor:
-    """Return rclpy's events executor where it exists (Kilted on), else the single-threaded one.
-
-    The events executor waits and dispatches in C++: a frame reaches its callback sooner and
-    the executor thread gives the GIL back to a node's worker sooner than with the Python
-    wait-set loop of :class:`SingleThreadedExecutor`, which rebuilds its wait set on every
-    spin. Both run every callback on one thread, in the order the middleware reports them.
-    """
-    try:
-        from rclpy.experimental import EventsExecutor
-    except ImportError:
-        return SingleThreadedExecutor(context=context)
-    return EventsExecutor(context=context)
 
 
 class StartupInterrupted(BaseException):
