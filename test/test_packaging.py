@@ -29,9 +29,10 @@ LINTERS = {'python3-flake8', 'python3-flake8-builtins', 'python3-flake8-comprehe
            'python3-flake8-import-order', 'python3-flake8-quotes', 'pydocstyle'}
 # rosdistro's keys as of 2026 do not include these; rosdep/semseg_ros.yaml defines them.
 OWN_KEYS = {'python3-onnx-pip', 'python3-onnxscript-pip'}
-# Optional runtimes, module -> PyPI name: only what runs without them imports them (a benchmark
-# script), they install from requirements-optional.txt, and package.xml leaves them out so
-# that rosdep does not put them on every robot.
+# Optional runtimes, module -> PyPI name: only what works without them imports them (a backend
+# chosen by name, refused with a message when the runtime is missing; a benchmark script),
+# they install from requirements-optional.txt, and package.xml leaves them out so that rosdep
+# does not put them on every robot.
 OPTIONAL = {'openvino': 'openvino'}
 
 
