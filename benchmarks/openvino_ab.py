@@ -179,9 +179,8 @@ def main(argv=None):
     times = interleaved_latency(timed, batches[0], args.rounds, args.gap_ms / 1e3)
     base = np.median(times['onnxruntime fp32'], axis=1)
     eager_ms = np.median(times['eager PyTorch, 1 thread'])
-    print(f'{args.model} {args.size[0]}x{args.size[1]}; {machine_description()}, openvino '
-          f'{openvino.__version__}; {args.rounds} rounds x 2 runs per variant; load average '
-          f'{os.getloadavg()[0]:.1f}')
+    print(f'{args.model} {args.size[0]}x{args.size[1]}; {machine_description()}; '
+          f'{args.rounds} rounds x 2 runs per variant; load average {os.getloadavg()[0]:.1f}')
     print('| variant | median ms | p10 | p90 | per-round ratio to onnxruntime fp32 [p10, p90] '
           '| per-round ratio to onnxruntime, same precision | speed-up over eager PyTorch '
           '| labels equal to onnxruntime, same precision, on the samples |')
