@@ -18,11 +18,8 @@ faster). The labels of every variant are compared with ``current``'s
 
 import os
 from pathlib import Path
-import platform
 import sys
-import time
 
-import cv2
 import numpy as np
 import torch
 
@@ -30,12 +27,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 # The scripts' shared module, importable once the repository root is on the path.
-from benchmarks.common import network_parser  # noqa: E402, I100
+from benchmarks.common import (  # noqa: E402, I100
+    EagerRun, interleaved_latency, network_parser, sample_batches)
 
+from semseg_ros.core.bench import machine_description  # noqa: E402
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig  # noqa: E402
-from semseg_ros.data.datasets import read_image  # noqa: E402
-
-SAMPLES = REPO_ROOT / 'semseg_ros' / 'data' / 'samples' / 'camvid_0016E5' / 'images'
 
 
 def parse_args(argv):
@@ -91,67 +87,6 @@ def make_session(ort, path, threads, options):
     return ort.InferenceSession(str(path), so, providers=['CPUExecutionProvider'])
 
 
-class EagerRun:
-    """The torch backend's ``run`` at a thread count set before each timed pair.
-
-    PyTorch's thread count is process-wide, so it is set (untimed) before the variant runs.
-    """
-
-    def __init__(self, backend, threads):
-        self.backend, self.threads = backend, threads
-
-    def prepare(self):
-        """Set PyTorch's thread count for this variant."""
-        torch.set_num_threads(self.threads)
-
-    def __call__(self, batch):
-        """Run the backend on ``batch``."""
-        return self.backend.run(batch)
-
-
-def interleaved_latency(variants, batch, rounds, gap_s):
-    """Return ``{name: [[ms, ms], ...]}``: two runs per variant per round, in random order."""
-    for _, run in variants:
-        getattr(run, 'prepare', lambda: None)()
-        for _ in range(5):
-            run(batch)
-    times = {name: [] for name, _ in variants}
-    order = np.random.default_rng(0)
-    for _ in range(rounds):
-        for index in order.permutation(len(variants)):
-            name, run = variants[index]
-            prepare = getattr(run, 'prepare', None)
-            if prepare is not None:
-                prepare()
-            pair = []
-            for _ in range(2):
-                start = time.perf_counter()
-                run(batch)
-                pair.append(1e3 * (time.perf_counter() - start))
-            times[name].append(pair)
-            time.sleep(gap_s)
-    return times
-
-
-def sample_batches(size):
-    """Return the shipped sample frames resized to the network input, as ``1xHxWx3``."""
-    return [cv2.resize(read_image(path), size, interpolation=cv2.INTER_LINEAR)[None]
-            for path in sorted(SAMPLES.glob('*.jpg'))]
-
-
-def machine():
-    """Return the CPU model name and core count, as lscpu gives them."""
-    name = platform.processor()
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                name = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f'{name}, {os.cpu_count()} logical cores'
-
-
 def main(argv=None):
     """Run the comparison; print a Markdown table."""
     import onnxruntime as ort
@@ -187,7 +122,7 @@ def main(argv=None):
 
     times = interleaved_latency(variants, batches[0], args.rounds, args.gap_ms / 1e3)
     current = np.median(times['current'], axis=1)
-    print(f'{args.model} {args.size[0]}x{args.size[1]} {args.precision}; {machine()}; '
+    print(f'{args.model} {args.size[0]}x{args.size[1]} {args.precision}; {machine_description()}; '
           f'onnxruntime {ort.__version__}, torch {torch.__version__}; {args.rounds} rounds '
           f'x 2 runs per variant, {args.gap_ms:g} ms apart; load average '
           f'{os.getloadavg()[0]:.1f}')

@@ -52,7 +52,7 @@ def test_node_bench_names_bad_weights_before_starting_a_node(tmp_path, capsys):
 
 @pytest.mark.parametrize('argv, message', [
     (['--frames', '5', '--warmup', '5'], '--frames must exceed --warmup'),
-    (['--backend', 'torch', '--precision', 'int8'], 'onnxruntime backend only'),
+    (['--backend', 'torch', '--precision', 'int8'], 'onnxruntime or openvino backend only'),
     (['--size', '100x60'], 'multiples of 8'),
     (['--image', '/no/such/frame.png'], '/no/such/frame.png: not a readable image'),
 ])

@@ -155,7 +155,7 @@ def test_precision_errors_are_clear():
     """Unknown precisions list the valid ones; int8 is refused on the PyTorch backend."""
     with pytest.raises(ValueError, match='valid precisions: fp32, int8'):
         Segmenter(SegmenterConfig(weights='none', precision='int4'))
-    with pytest.raises(ValueError, match='int8 runs only on the onnxruntime backend'):
+    with pytest.raises(ValueError, match='int8 runs only on the onnxruntime or openvino backend'):
         Segmenter(SegmenterConfig(weights='none', backend='torch', precision='int8'))
 
 
@@ -190,7 +190,7 @@ def test_export_int8_cli_writes_a_checked_int8_graph(weights_file, tmp_path):
 
 @pytest.mark.parametrize('args,expected', [
     (['--precision', 'int4'], "unknown precision 'int4'; valid: fp32, int8, all"),
-    (['--backend', 'torch', '--precision', 'int8'], 'onnxruntime backend only')])
+    (['--backend', 'torch', '--precision', 'int8'], 'onnxruntime or openvino backend only')])
 def test_bench_cli_refuses_bad_precisions(args, expected):
     """``semseg bench --precision`` names the valid values before measuring anything."""
     result = run_cli('bench', '--model', MODEL, *args)

@@ -6,6 +6,7 @@ a robot set up with ``rosdep install``, a key declared but never used installs f
 
 import ast
 from pathlib import Path
+import re
 import sys
 import xml.etree.ElementTree as ElementTree
 
@@ -28,6 +29,11 @@ LINTERS = {'python3-flake8', 'python3-flake8-builtins', 'python3-flake8-comprehe
            'python3-flake8-import-order', 'python3-flake8-quotes', 'pydocstyle'}
 # rosdistro's keys as of 2026 do not include these; rosdep/semseg_ros.yaml defines them.
 OWN_KEYS = {'python3-onnx-pip', 'python3-onnxscript-pip'}
+# Optional runtimes, module -> PyPI name: only what works without them imports them (a backend
+# chosen by name, refused with a message when the runtime is missing; a benchmark script),
+# they install from requirements-optional.txt, and package.xml leaves them out so that rosdep
+# does not put them on every robot.
+OPTIONAL = {'openvino': 'openvino'}
 
 
 def imported_modules(*folders):
@@ -64,10 +70,30 @@ def keys_of(modules):
 
 def test_package_xml_declares_every_import_and_nothing_else():
     """exec_depend: what the package and launch files import; test_depend: tests, linters."""
-    run = keys_of(imported_modules('semseg_ros', 'launch'))
+    run = keys_of(imported_modules('semseg_ros', 'launch') - set(OPTIONAL))
     assert declared('exec_depend') == run
-    tests = keys_of(imported_modules('test', 'benchmarks')) - run
+    tests = keys_of(imported_modules('test', 'benchmarks') - set(OPTIONAL)) - run
     assert declared('test_depend') == tests | LINTERS
+
+
+def requirement_names(path: Path):
+    """Return the package names a pip requirements file lists."""
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split('#', 1)[0].strip()
+        if line:
+            names.add(re.split(r'[\s\[;=<>!~]', line, maxsplit=1)[0].lower())
+    return names
+
+
+def test_optional_runtimes_install_from_their_own_file_only():
+    """An optional runtime is in requirements-optional.txt, not in requirements.txt, and is
+    imported somewhere (else it would install for nothing)."""
+    optional = requirement_names(REPO / 'requirements-optional.txt')
+    assert optional == set(OPTIONAL.values())
+    assert not optional & requirement_names(REPO / 'requirements.txt')
+    imported = imported_modules('semseg_ros', 'launch', 'test', 'benchmarks')
+    assert set(OPTIONAL) <= imported
 
 
 def test_keys_rosdistro_lacks_are_defined_and_the_readme_names_the_pip_ones():

@@ -547,7 +547,7 @@ BAD_PARAMETERS = [
     ('overlay_alpha:=opaque', "invalid parameter overlay_alpha: 'opaque' is not a number"),
     ('threads:=-1', 'threads out of range'),
     ('precision:=int4', 'valid values: fp32, int8'),
-    ('precision:=int8', 'precision int8 runs only on the onnxruntime backend'),
+    ('precision:=int8', 'precision int8 runs only on the onnxruntime or openvino backend'),
 ]
 
 

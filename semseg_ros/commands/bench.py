@@ -18,10 +18,14 @@ from typing import List, Optional
 
 from semseg_ros.commands.options import add_segmenter_options, segmenter_config
 from semseg_ros.core import bench
-from semseg_ros.core.backends import BACKENDS, PRECISIONS
+from semseg_ros.core.backends import (available_backends, BACKENDS, ONNX_BACKENDS,
+                                      PRECISIONS)
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.sizes import parse_size
 from semseg_ros.models import check_input_size, list_models
+
+
+INT8_ONLY = f'--precision int8 runs on the {" or ".join(ONNX_BACKENDS)} backend only'
 
 
 def build_node_parser() -> argparse.ArgumentParser:
@@ -65,8 +69,8 @@ def node_main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     if args.frames <= args.warmup or args.warmup < 0 or args.rate < 0:
         parser.error('--frames must exceed --warmup; --warmup and --rate must not be negative')
-    if args.precision == 'int8' and args.backend != 'onnxruntime':
-        parser.error('--precision int8 runs on the onnxruntime backend only')
+    if args.precision == 'int8' and args.backend not in ONNX_BACKENDS:
+        parser.error(INT8_ONLY)
     width, height = args.size or bench.DEFAULT_SIZES.get(args.model, (512, 256))
     try:
         check_input_size(args.model, width, height)
@@ -118,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                        'fp16'],
         defaults={'model': 'all', 'size': None, 'weights': 'auto'},
         extra_choices={'model': ('all',), 'backend': ('all',), 'precision': ('all',)},
-        helps={'precision': 'int8 runs on onnxruntime only.',
+        helps={'precision': f'int8 runs on {" and ".join(ONNX_BACKENDS)} only.',
                'weights': "'auto': shipped if present, else untrained."})
     parser.add_argument('--runs', type=int, default=50, help='timed runs (default 50)')
     parser.add_argument('--warmup', type=int, default=5, help='untimed runs first (default 5)')
@@ -132,21 +136,24 @@ def networks_main(argv: List[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     models = list_models() if args.model == 'all' else [args.model]
-    backends = list(BACKENDS) if args.backend == 'all' else [args.backend]
+    backends = available_backends() if args.backend == 'all' else [args.backend]
     precisions = list(PRECISIONS) if args.precision == 'all' else [args.precision]
-    if args.precision == 'int8' and 'onnxruntime' not in backends:
-        parser.error('--precision int8 runs on the onnxruntime backend only')
+    if args.precision == 'int8' and not set(ONNX_BACKENDS) & set(backends):
+        parser.error(INT8_ONLY)
     if args.runs < 1 or args.warmup < 0:
         parser.error('--runs must be >= 1, --warmup >= 0')
     machine = bench.machine_description()
     print(f'machine: {machine}', flush=True)
+    for missing in sorted(set(BACKENDS) - set(backends)) if args.backend == 'all' else ():
+        print(f'backend {missing} is not installed here: skipped (pip install -r '
+              'requirements-optional.txt)', flush=True)
     rows, failures = [], 0
     for model in models:
         size = args.size or bench.DEFAULT_SIZES.get(model, (512, 256))
         for backend in backends:
             for precision in precisions:
-                if precision == 'int8' and backend != 'onnxruntime':
-                    continue  # no int8 PyTorch path; --precision all compares on onnxruntime
+                if precision == 'int8' and backend not in ONNX_BACKENDS:
+                    continue  # no int8 PyTorch path; --precision all compares on ONNX graphs
                 try:
                     rows.append(bench.measure_isolated(model, backend, size, args.runs,
                                                        args.warmup, args.threads,

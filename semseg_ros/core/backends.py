@@ -1,6 +1,6 @@
-"""Inference backends: PyTorch (CPU, CUDA) and ONNX Runtime (TensorRT, CUDA, CPU).
+"""Inference backends: PyTorch (CPU, CUDA), ONNX Runtime (TensorRT, CUDA, CPU), OpenVINO (CPU).
 
-Both run the same :class:`InferenceGraph`: a uint8 ``N x H x W x 3`` RGB image in, uint8
+All run the same :class:`InferenceGraph`: a uint8 ``N x H x W x 3`` RGB image in, uint8
 class ids (and optionally uint8 confidence) out. Normalisation, argmax and the softmax
 confidence live inside the graph, so no float image is built in Python and no logits
 tensor is copied out of the runtime: the node only resizes uint8 images around it.
@@ -22,9 +22,12 @@ from semseg_ros.core.weights import file_digest
 
 LOG = logging.getLogger(__name__)
 
-BACKENDS = ('torch', 'onnxruntime')
+BACKENDS = ('torch', 'onnxruntime', 'openvino')
+# The backends that run the ONNX graphs, int8 included; openvino is optional (not installed
+# with the package: requirements-optional.txt).
+ONNX_BACKENDS = ('onnxruntime', 'openvino')
 DEVICES = ('cpu', 'cuda')
-# fp32: the network as trained; int8: statically quantized (ONNX Runtime only, see quantize.py).
+# fp32: the network as trained; int8: statically quantized (ONNX graphs only, see quantize.py).
 PRECISIONS = ('fp32', 'int8')
 # Best first: a Jetson's TensorRT, then CUDA, then the CPU.
 ORT_PROVIDER_PREFERENCE = ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
@@ -187,10 +190,17 @@ def check_precision(precision: str, backend: str = 'onnxruntime') -> None:
     if precision not in PRECISIONS:
         raise ValueError(f'unknown precision {precision!r}; valid precisions: '
                          f'{", ".join(PRECISIONS)}')
-    if precision == 'int8' and backend != 'onnxruntime':
-        raise ValueError(f'precision int8 runs only on the onnxruntime backend (a statically '
-                         f'quantized ONNX graph), not on {backend}; use backend onnxruntime '
-                         'or precision fp32')
+    if precision == 'int8' and backend not in ONNX_BACKENDS:
+        raise ValueError(f'precision int8 runs only on the {" or ".join(ONNX_BACKENDS)} '
+                         f'backend (a statically quantized ONNX graph), not on {backend}; use '
+                         'backend onnxruntime or precision fp32')
+
+
+def available_backends() -> List[str]:
+    """Return the backends whose runtime is installed here (openvino is optional)."""
+    import importlib.util
+    return [name for name in BACKENDS
+            if name != 'openvino' or importlib.util.find_spec('openvino') is not None]
 
 
 def graph_metadata(model_name: str, weights_digest: str, width: int, height: int,
@@ -296,19 +306,98 @@ class OnnxRuntimeBackend:
             session = ort.InferenceSession(str(path), options,
                                            providers=self._provider_options())
             self.providers = session.get_providers()
-            inputs, outputs = session.get_inputs(), [o.name for o in session.get_outputs()]
-            if len(inputs) != 1 or inputs[0].type != 'tensor(uint8)' or outputs[0] != 'labels':
-                raise ValueError(f'{path} is not a deployment graph (uint8 image in, labels '
-                                 'out); export one with `semseg export --graph deploy`')
-            if with_confidence and 'confidence' not in outputs:
-                raise ValueError(f'{path} has no confidence output; export it with '
-                                 '`semseg export --graph deploy --confidence`')
+            inputs = session.get_inputs()
+            check_deployment_interface(
+                path, [i.type == 'tensor(uint8)' for i in inputs],
+                [o.name for o in session.get_outputs()], with_confidence)
             self._sessions[with_confidence] = session
         return session
+
+    @property
+    def device(self) -> str:
+        """'cuda' when a GPU provider (CUDA, TensorRT) runs the graph, else 'cpu'."""
+        return 'cuda' if any(p != 'CPUExecutionProvider' for p in self.providers) else 'cpu'
 
     def run(self, batch: np.ndarray, with_confidence: bool = False):
         """Run ``N x H x W x 3`` uint8 images; return labels (and confidence) as numpy."""
         out = self._session(with_confidence).run(None, {'image': batch})
+        return (out[0], out[1]) if with_confidence else out[0]
+
+
+def check_deployment_interface(path: Path, inputs_uint8: List[bool], outputs: List[str],
+                               with_confidence: bool) -> None:
+    """Refuse a graph that is not a deployment graph (one uint8 image in, labels out first).
+
+    Args:
+        path: The graph's file, named in the message.
+        inputs_uint8: Per input, whether it is a uint8 tensor.
+        outputs: The output names, in order.
+        with_confidence: Whether the confidence output is needed.
+    """
+    if inputs_uint8 != [True] or not outputs or outputs[0] != 'labels':
+        raise ValueError(f'{path} is not a deployment graph (uint8 image in, labels '
+                         'out); export one with `semseg export --graph deploy`')
+    if with_confidence and 'confidence' not in outputs:
+        raise ValueError(f'{path} has no confidence output; export it with '
+                         '`semseg export --graph deploy --confidence`')
+
+
+class OpenVinoBackend:
+    """Run an exported inference graph with OpenVINO's CPU plugin (optional runtime).
+
+    It compiles the very ONNX graphs :class:`OnnxRuntimeBackend` runs (from the same
+    :class:`OnnxGraphCache`; int8 is the same QDQ graph, run by OpenVINO's own int8 kernels),
+    with the LATENCY performance hint and f32 inference precision: on CPUs with AMX or
+    AVX-512 BF16 the plugin would otherwise run the float layers in bfloat16, whose labels
+    differ from the other backends' (see docs/cpu_inference.md). CPU only.
+    """
+
+    name = 'openvino'
+    device = 'cpu'
+
+    def __init__(self, graphs: 'OnnxGraphCache', device: str = 'cpu', threads: int = 0):
+        try:
+            import openvino
+        except ImportError as error:
+            raise ImportError('backend openvino needs the optional openvino package (pip '
+                              'install -r requirements-optional.txt); or use backend '
+                              'onnxruntime') from error
+        if resolve_device_ort(device) != 'cpu':
+            LOG.warning('backend openvino runs on the CPU only: device %s ignored', device)
+        self._core, self._u8 = openvino.Core(), openvino.Type.u8
+        self.threads = threads
+        self.providers = [f'openvino {openvino.__version__.split("-")[0]} CPU']
+        self._graphs = graphs
+        self._requests: Dict[bool, object] = {}
+        self._request(False)  # fail early on a bad model, not on the first frame
+
+    def _request(self, with_confidence: bool):
+        request = self._requests.get(with_confidence)
+        if request is None:
+            path = self._graphs.path(with_confidence)
+            try:
+                model = self._core.read_model(str(path))
+            except RuntimeError as error:
+                # The frontend's report ends with a summary naming the unsupported operators.
+                reason = str(error).split('Summary:')[-1].strip().splitlines()[0].strip('- ')
+                raise ValueError(f'OpenVINO cannot read {path}: {reason}; use backend '
+                                 'onnxruntime') from error
+            check_deployment_interface(
+                path, [i.get_element_type() == self._u8 for i in model.inputs],
+                [o.get_any_name() for o in model.outputs], with_confidence)
+            compiled = self._core.compile_model(model, 'CPU', {
+                'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_PRECISION_HINT': 'f32',
+                'INFERENCE_NUM_THREADS': self.threads})
+            request = self._requests[with_confidence] = compiled.create_infer_request()
+        return request
+
+    def run(self, batch: np.ndarray, with_confidence: bool = False):
+        """Run a ``1 x H x W x 3`` uint8 image; return labels (and confidence) as numpy.
+
+        The input is read in place (``share_inputs``); the outputs are copied out, since the
+        request reuses its buffers on the next frame.
+        """
+        out = self._request(with_confidence).infer({0: batch}, share_inputs=True)
         return (out[0], out[1]) if with_confidence else out[0]
 
 

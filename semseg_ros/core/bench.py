@@ -112,9 +112,10 @@ def format_table(rows: List[Dict[str, object]]) -> str:
 
 
 def machine_description() -> str:
-    """Describe this machine (CPU model, cores, Python, torch and onnxruntime versions)."""
+    """Describe this machine (CPU model, cores, Python, the runtimes' versions)."""
     import onnxruntime
     import torch
+    from semseg_ros.core.backends import available_backends
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo') as info:
@@ -124,5 +125,9 @@ def machine_description() -> str:
                     break
     except OSError:
         pass
+    versions = f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}'
+    if 'openvino' in available_backends():
+        import openvino
+        versions += f', openvino {openvino.__version__.split("-")[0]}'
     return (f'{cpu}, {multiprocessing.cpu_count()} cores, Python {platform.python_version()}, '
-            f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}')
+            f'{versions}')

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from semseg_ros.core.backends import (BACKENDS, check_precision, DEVICES, OnnxGraphCache,
-                                      OnnxRuntimeBackend, PRECISIONS, TorchBackend)
+                                      OnnxRuntimeBackend, OpenVinoBackend, PRECISIONS,
+                                      TorchBackend)
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.options import check_options, option
 from semseg_ros.core.resources import shipped_weights
@@ -39,8 +40,8 @@ class SegmenterConfig:
     are generated from these fields (:mod:`semseg_ros.core.options`). ``weights`` may be a
     file, ``'shipped'`` (the package's CamVid weights) or ``'none'`` (untrained network: for
     benchmarks and tests only); ``precision='int8'`` builds a statically quantized graph on
-    first use (onnxruntime backend only; about 1.5x faster than fp32 for MiniNet-v2-cpu on a
-    CPU with VNNI, see docs/cpu_inference.md).
+    first use (onnxruntime and openvino backends; about 1.5x faster than fp32 for MiniNet-v2-cpu
+    on a CPU with VNNI, see docs/cpu_inference.md).
     """
 
     model: str = option('mininet_v2_cpu', 'Segmentation network (registry name).',
@@ -49,7 +50,8 @@ class SegmenterConfig:
                           '(untrained network, for tests only) or a weights file path.')
     class_set: str = option('camvid', 'Class set (shipped name or YAML path); its size must '
                             'match the weights.')
-    backend: str = option('onnxruntime', 'Inference runtime.', choices=BACKENDS)
+    backend: str = option('onnxruntime', "Inference runtime; 'openvino' (CPU only) needs "
+                          'the optional openvino package.', choices=BACKENDS)
     device: str = option('cpu', 'Inference device; cuda falls back to the CPU with a warning '
                          'when it is not available.', choices=DEVICES)
     input_width: int = option(512, "Network input width in pixels (a multiple of the model's "
@@ -60,10 +62,10 @@ class SegmenterConfig:
     fp16: bool = option(False, 'Half precision where the device supports it (CUDA, '
                         'TensorRT).')
     onnx_path: str = option('', 'A graph from `semseg export` to run instead of exporting one '
-                            '(onnxruntime backend).')
+                            '(onnxruntime, openvino backends).')
     precision: str = option('fp32', "Numeric precision of the graph: 'fp32', or 'int8' "
                             '(statically quantized, built and calibrated on first use; '
-                            'onnxruntime backend only).', choices=PRECISIONS)
+                            'onnxruntime, openvino backends).', choices=PRECISIONS)
     graph_cache: str = option('', 'Folder derived graphs (ONNX, INT8, TensorRT engines) are '
                               'built into; empty: $SEMSEG_ROS_CACHE, else '
                               '$ROS_HOME/semseg_ros/graphs, else '
@@ -122,11 +124,12 @@ class Segmenter:
                                     given=Path(config.onnx_path) if config.onnx_path else None,
                                     precision=config.precision, num_classes=num_classes,
                                     cache=config.graph_cache or None)
-            self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
-                                              config.fp16)
-        self.device = self.backend.device if config.backend == 'torch' else (
-            'cuda' if any(p != 'CPUExecutionProvider' for p in self.backend.providers)
-            else 'cpu')
+            if config.backend == 'openvino':
+                self.backend = OpenVinoBackend(graphs, config.device, config.threads)
+            else:
+                self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
+                                                  config.fp16)
+        self.device = self.backend.device
 
     def _load_weights(self, num_classes: int) -> Optional[Path]:
         weights = self.config.weights
