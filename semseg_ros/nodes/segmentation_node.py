@@ -104,7 +104,8 @@ def read_frame(payload: bytes, compressed: bool) -> Tuple[cdr.SerializedHeader, 
         ImageConversionError: The payload is damaged (kind ``'damaged message'``).
     """
     try:
-        return _read_serialized(payload, compressed)
+        frame = cdr.read_compressed_image(payload) if compressed else cdr.read_image(payload)
+        return frame.header, frame
     except cdr.CdrError as error:
         if not error.unsupported_encapsulation:
             raise conversions.ImageConversionError(f'damaged message: {error}',
@@ -121,11 +122,6 @@ def read_frame(payload: bytes, compressed: bool) -> Tuple[cdr.SerializedHeader, 
         return header, cdr.SerializedCompressedImage(header, msg.format, msg.data)
     return header, cdr.SerializedImage(header, msg.height, msg.width, msg.encoding,
                                        msg.is_bigendian, msg.step, msg.data)
-
-
-def _read_serialized(payload, compressed: bool):
-    frame = cdr.read_compressed_image(payload) if compressed else cdr.read_image(payload)
-    return frame.header, frame
 
 
 class SegmentationNode(Node):
