@@ -1,5 +1,6 @@
-"""The optional OpenVINO backend: same labels as ONNX Runtime on real frames, clear refusals."""
+"""The OpenVINO backend: same labels as ONNX Runtime on real frames, what auto picks, refusals."""
 
+import logging
 import sys
 
 import numpy as np
@@ -83,12 +84,38 @@ def test_a_graph_openvino_cannot_read_is_refused_naming_the_operator(tmp_path):
                                   graph_cache=str(tmp_path)))
 
 
-def test_missing_openvino_names_the_requirements_file(monkeypatch, tmp_path):
-    """Without the package, the backend says how to install it (or what to use instead)."""
+def test_missing_openvino_names_the_package_and_auto_runs_onnxruntime(monkeypatch, tmp_path):
+    """Without the package, the backend says how to install it (or what to use instead);
+    auto runs the int8 graph on ONNX Runtime."""
     monkeypatch.setitem(sys.modules, 'openvino', None)  # makes `import openvino` fail
-    with pytest.raises(ImportError, match='requirements-optional.txt'):
-        Segmenter(SegmenterConfig(model=MODEL, weights='none', backend='openvino',
-                                  input_width=64, input_height=64, graph_cache=str(tmp_path)))
+    config = {'model': MODEL, 'weights': 'none', 'precision': 'int8', 'input_width': 64,
+              'input_height': 64, 'graph_cache': str(tmp_path)}
+    with pytest.raises(ImportError, match='pip install openvino'):
+        Segmenter(SegmenterConfig(backend='openvino', **config))
+    assert Segmenter(SegmenterConfig(backend='auto', **config)).describe()['backend'] == \
+        'onnxruntime'
+
+
+def test_auto_runs_int8_on_openvino_and_fp32_on_onnxruntime(frames, cache):
+    """The CPU robot's setting (auto, int8) runs OpenVINO, the very labels of backend
+    openvino; fp32 stays on ONNX Runtime."""
+    auto, openvino = (make(b, 'int8', cache) for b in ('auto', 'openvino'))
+    assert auto.describe()['backend'] == 'openvino' and auto.describe()['precision'] == 'int8'
+    assert all(share == 1.0 for share in agreement(auto, openvino, frames[::8]))
+    assert make('auto', 'fp32', cache).describe()['backend'] == 'onnxruntime'
+
+
+def test_auto_runs_a_graph_openvino_cannot_read_on_onnxruntime(tmp_path, caplog):
+    """ENet's max-unpooling is outside OpenVINO's ONNX frontend: auto falls back, with the
+    reason in the log, where backend openvino refuses."""
+    config = SegmenterConfig(model='enet', weights='none', backend='auto', precision='int8',
+                             input_width=64, input_height=64, graph_cache=str(tmp_path))
+    with caplog.at_level(logging.INFO, logger='semseg_ros'):
+        segmenter = Segmenter(config)
+    assert segmenter.describe()['backend'] == 'onnxruntime'
+    assert 'MaxUnpool' in caplog.text and 'backend auto runs it on onnxruntime' in caplog.text
+    labels = segmenter.segment(np.zeros((48, 64, 3), np.uint8)).labels
+    assert labels.shape == (48, 64) and labels.dtype == np.uint8
 
 
 def test_bench_cli_measures_the_openvino_backend():

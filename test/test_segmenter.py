@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ros_testing import run_cli
-from semseg_ros.core.backends import InferenceGraph
+from semseg_ros.core.backends import InferenceGraph, resolve_backend
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.weights import save_weights, WeightsError
@@ -118,6 +118,21 @@ def test_config_errors_list_valid_choices():
         Segmenter(SegmenterConfig(weights='none', backend='tensorflow'))
     with pytest.raises(ValueError, match='multiples of 8'):
         Segmenter(SegmenterConfig(weights='none', input_width=500, input_height=256))
+
+
+@pytest.mark.parametrize('device, precision, installed, expected', [
+    ('cpu', 'int8', ['torch', 'onnxruntime', 'openvino'], 'openvino'),
+    ('cpu', 'int8', ['torch', 'onnxruntime'], 'onnxruntime'),
+    ('cpu', 'fp32', ['torch', 'onnxruntime', 'openvino'], 'onnxruntime'),
+    ('cuda', 'int8', ['torch', 'onnxruntime', 'openvino'], 'onnxruntime'),
+    ('cuda', 'fp32', ['torch', 'onnxruntime', 'openvino'], 'onnxruntime')])
+def test_auto_picks_the_runtime_measured_fastest_among_those_installed(device, precision,
+                                                                       installed, expected):
+    """auto: OpenVINO for int8 on a CPU when installed, else ONNX Runtime; a named backend is
+    itself whatever is installed."""
+    assert resolve_backend('auto', device, precision, installed) == expected
+    assert resolve_backend('torch', device, 'fp32', installed) == 'torch'
+    assert resolve_backend('openvino', device, precision, ['onnxruntime']) == 'openvino'
 
 
 def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path):

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from semseg_ros.commands.options import add_segmenter_options, segmenter_config
 from semseg_ros.core import bench
-from semseg_ros.core.backends import (available_backends, BACKENDS, ONNX_BACKENDS,
+from semseg_ros.core.backends import (AUTO, available_backends, BACKENDS, ONNX_BACKENDS,
                                       PRECISIONS)
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.sizes import parse_size
@@ -26,6 +26,8 @@ from semseg_ros.models import check_input_size, list_models
 
 
 INT8_ONLY = f'--precision int8 runs on the {" or ".join(ONNX_BACKENDS)} backend only'
+# Backends that can run int8: the ONNX runtimes, and auto, which picks one of them.
+INT8_BACKENDS = ONNX_BACKENDS + (AUTO,)
 
 
 def build_node_parser() -> argparse.ArgumentParser:
@@ -69,7 +71,7 @@ def node_main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     if args.frames <= args.warmup or args.warmup < 0 or args.rate < 0:
         parser.error('--frames must exceed --warmup; --warmup and --rate must not be negative')
-    if args.precision == 'int8' and args.backend not in ONNX_BACKENDS:
+    if args.precision == 'int8' and args.backend not in INT8_BACKENDS:
         parser.error(INT8_ONLY)
     width, height = args.size or bench.DEFAULT_SIZES.get(args.model, (512, 256))
     try:
@@ -138,21 +140,21 @@ def networks_main(argv: List[str]) -> int:
     models = list_models() if args.model == 'all' else [args.model]
     backends = available_backends() if args.backend == 'all' else [args.backend]
     precisions = list(PRECISIONS) if args.precision == 'all' else [args.precision]
-    if args.precision == 'int8' and not set(ONNX_BACKENDS) & set(backends):
+    if args.precision == 'int8' and not set(INT8_BACKENDS) & set(backends):
         parser.error(INT8_ONLY)
     if args.runs < 1 or args.warmup < 0:
         parser.error('--runs must be >= 1, --warmup >= 0')
     machine = bench.machine_description()
     print(f'machine: {machine}', flush=True)
     for missing in sorted(set(BACKENDS) - set(backends)) if args.backend == 'all' else ():
-        print(f'backend {missing} is not installed here: skipped (pip install -r '
-              'requirements-optional.txt)', flush=True)
+        print(f'backend {missing} is not installed here: skipped (pip install {missing})',
+              flush=True)
     rows, failures = [], 0
     for model in models:
         size = args.size or bench.DEFAULT_SIZES.get(model, (512, 256))
         for backend in backends:
             for precision in precisions:
-                if precision == 'int8' and backend not in ONNX_BACKENDS:
+                if precision == 'int8' and backend not in INT8_BACKENDS:
                     continue  # no int8 PyTorch path; --precision all compares on ONNX graphs
                 try:
                     rows.append(bench.measure_isolated(model, backend, size, args.runs,

@@ -56,7 +56,7 @@ def measure(model: str, backend: str, size: tuple, runs: int, warmup: int, threa
     wall = time.perf_counter() - start
     latency = latency_summary(totals)
     return {
-        'model': model, 'backend': backend,
+        'model': model, 'backend': segmenter.backend.name,  # what 'auto' chose
         'precision': ('fp16' if precision == 'fp32' and getattr(segmenter.backend, 'fp16', False)
                       else precision),
         'device': device,

@@ -16,9 +16,9 @@ from typing import Dict, Optional
 import cv2
 import numpy as np
 
-from semseg_ros.core.backends import (BACKENDS, check_precision, DEVICES, OnnxGraphCache,
-                                      OnnxRuntimeBackend, OpenVinoBackend, PRECISIONS,
-                                      TorchBackend)
+from semseg_ros.core.backends import (AUTO, BACKEND_CHOICES, check_precision, DEVICES,
+                                      OnnxGraphCache, OnnxRuntimeBackend, OpenVinoBackend,
+                                      PRECISIONS, resolve_backend, TorchBackend)
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.options import check_options, option
 from semseg_ros.core.resources import shipped_weights
@@ -41,7 +41,8 @@ class SegmenterConfig:
     file, ``'shipped'`` (the package's CamVid weights) or ``'none'`` (untrained network: for
     benchmarks and tests only); ``precision='int8'`` builds a statically quantized graph on
     first use (onnxruntime and openvino backends; about 1.5x faster than fp32 for MiniNet-v2-cpu
-    on a CPU with VNNI, see docs/cpu_inference.md).
+    on a CPU with VNNI, see docs/cpu_inference.md). ``describe()['backend']`` is the runtime
+    that runs, which ``backend='auto'`` chose.
     """
 
     model: str = option('mininet_v2_cpu', 'Segmentation network (registry name).',
@@ -50,8 +51,10 @@ class SegmenterConfig:
                           '(untrained network, for tests only) or a weights file path.')
     class_set: str = option('camvid', 'Class set (shipped name or YAML path); its size must '
                             'match the weights.')
-    backend: str = option('onnxruntime', "Inference runtime; 'openvino' (CPU only) needs "
-                          'the optional openvino package.', choices=BACKENDS)
+    backend: str = option(AUTO, "Inference runtime; 'auto': the fastest installed for the "
+                          'device and precision (openvino for int8 on a CPU, else '
+                          "onnxruntime); 'openvino' (CPU only) needs the openvino package.",
+                          choices=BACKEND_CHOICES)
     device: str = option('cpu', 'Inference device; cuda falls back to the CPU with a warning '
                          'when it is not available.', choices=DEVICES)
     input_width: int = option(512, "Network input width in pixels (a multiple of the model's "
@@ -76,9 +79,9 @@ class SegmenterConfig:
         if self.model not in list_models():
             raise ValueError(f'unknown model {self.model!r}; valid models: '
                              f'{", ".join(list_models())}')
-        if self.backend not in BACKENDS:
+        if self.backend not in BACKEND_CHOICES:
             raise ValueError(f'unknown backend {self.backend!r}; valid backends: '
-                             f'{", ".join(BACKENDS)}')
+                             f'{", ".join(BACKEND_CHOICES)}')
         check_input_size(self.model, self.input_width, self.input_height)
         if self.threads < 0:
             raise ValueError(f'threads must be >= 0, got {self.threads}')
@@ -116,7 +119,8 @@ class Segmenter:
         self.input_size = size
         stride = self.network.output_stride
         self.network_output_size = (size[0] // stride, size[1] // stride)
-        if config.backend == 'torch':
+        runtime = resolve_backend(config.backend, config.device, config.precision)
+        if runtime == 'torch':
             self.backend = TorchBackend(self.network, config.device, config.fp16,
                                         config.threads)
         else:
@@ -124,12 +128,19 @@ class Segmenter:
                                     given=Path(config.onnx_path) if config.onnx_path else None,
                                     precision=config.precision, num_classes=num_classes,
                                     cache=config.graph_cache or None)
-            if config.backend == 'openvino':
-                self.backend = OpenVinoBackend(graphs, config.device, config.threads)
-            else:
-                self.backend = OnnxRuntimeBackend(graphs, config.device, config.threads,
-                                                  config.fp16)
+            self.backend = self._onnx_backend(runtime, graphs)
         self.device = self.backend.device
+
+    def _onnx_backend(self, runtime: str, graphs: OnnxGraphCache):
+        config = self.config
+        if runtime == 'openvino':
+            try:
+                return OpenVinoBackend(graphs, config.device, config.threads)
+            except ValueError as error:  # a graph OpenVINO's frontend cannot read
+                if config.backend != AUTO:
+                    raise
+                LOG.info('%s: backend auto runs it on onnxruntime', error)
+        return OnnxRuntimeBackend(graphs, config.device, config.threads, config.fp16)
 
     def _load_weights(self, num_classes: int) -> Optional[Path]:
         weights = self.config.weights
@@ -148,7 +159,7 @@ class Segmenter:
     def describe(self) -> Dict[str, object]:
         """Return the configuration and the resolved runtime (providers, weights)."""
         info = asdict(self.config)
-        info.update(providers=list(self.backend.providers),
+        info.update(backend=self.backend.name, providers=list(self.backend.providers),
                     weights_file=str(self.weights_path) if self.weights_path else 'untrained',
                     network_output=f'{self.network_output_size[0]}x'
                                    f'{self.network_output_size[1]}')

@@ -223,7 +223,7 @@ def run(config: NodeBenchConfig, frame: Optional[np.ndarray] = None,
     if not config.rate_hz:
         config.rate_hz = round(500.0 / float(np.median(model_ms)), 1)
     wanted = config.segmenter
-    report(f'{wanted.model} on {wanted.backend} ({wanted.precision}) at '
+    report(f'{wanted.model} on {info["backend"]} ({wanted.precision}) at '
            f'{wanted.input_width}x{wanted.input_height}, camera {config.camera_width}x'
            f'{config.camera_height} rgb8 at {config.rate_hz:g} Hz, '
            f'{"reliable" if config.reliable else "best-effort"} QoS, Fast DDS profile '
