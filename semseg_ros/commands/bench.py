@@ -18,16 +18,14 @@ from typing import List, Optional
 
 from semseg_ros.commands.options import add_segmenter_options, segmenter_config
 from semseg_ros.core import bench
-from semseg_ros.core.backends import (AUTO, available_backends, BACKENDS, ONNX_BACKENDS,
-                                      PRECISIONS)
+from semseg_ros.core.backends import (available_backends, BACKENDS, INT8_BACKENDS,
+                                      ONNX_BACKENDS, PRECISIONS)
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.sizes import parse_size
 from semseg_ros.models import check_input_size, list_models
 
 
 INT8_ONLY = f'--precision int8 runs on the {" or ".join(ONNX_BACKENDS)} backend only'
-# Backends that can run int8: the ONNX runtimes, and auto, which picks one of them.
-INT8_BACKENDS = ONNX_BACKENDS + (AUTO,)
 
 
 def build_node_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,8 @@ ONNX_BACKENDS = ('onnxruntime', 'openvino')
 # Not a runtime: the fastest one installed for the device and precision (resolve_backend).
 AUTO = 'auto'
 BACKEND_CHOICES = BACKENDS + (AUTO,)
+# What may be asked to run int8: the ONNX runtimes, and auto, which picks one of them.
+INT8_BACKENDS = ONNX_BACKENDS + (AUTO,)
 DEVICES = ('cpu', 'cuda')
 # fp32: the network as trained; int8: statically quantized (ONNX graphs only, see quantize.py).
 PRECISIONS = ('fp32', 'int8')
@@ -193,7 +195,7 @@ def check_precision(precision: str, backend: str = 'onnxruntime') -> None:
     if precision not in PRECISIONS:
         raise ValueError(f'unknown precision {precision!r}; valid precisions: '
                          f'{", ".join(PRECISIONS)}')
-    if precision == 'int8' and backend not in ONNX_BACKENDS + (AUTO,):
+    if precision == 'int8' and backend not in INT8_BACKENDS:
         raise ValueError(f'precision int8 runs only on the {" or ".join(ONNX_BACKENDS)} '
                          f'backend (a statically quantized ONNX graph), not on {backend}; use '
                          'backend onnxruntime or precision fp32')
