@@ -1,4 +1,4 @@
-"""``semseg bench --node``: the node as its own process, timed next to the Segmenter alone.
+"""``semseg bench --node``: the node as its own process, timed in turns with the Segmenter alone.
 
 Only that the benchmark runs and reports consistent figures is tested here; the figures
 themselves are measured with it on a quiet machine (README), never asserted.
@@ -31,6 +31,15 @@ def test_node_bench_reports_both_measurements(tmp_path, capsys):
     assert 0 < node['median_ms'] <= node['p95_ms']
     assert record['node_over_segmenter'] == pytest.approx(
         node['median_ms'] / segmenter['median_ms'], rel=1e-2)
+    # The Segmenter was timed between the node's frames (one call a counted frame) and back
+    # to back; the transport echo answered the same camera.
+    assert 0 < record['segmenter_back_to_back']['median_ms']
+    transport = record['transport']
+    assert transport['counted'] == 12 and 1 <= transport['served'] <= 12
+    assert 0 < transport['median_ms'] <= transport['p95_ms']
+    assert record['transport_over_segmenter'] == pytest.approx(
+        transport['median_ms'] / segmenter['median_ms'], rel=1e-2)
+    assert f'transport floor   median {transport["median_ms"]:.2f} ms' in printed.out
     assert 'machine' in record and record['providers']
     assert f'node served {node["served"]}/12 counted frames' in printed.out
     assert 'end-to-end / Segmenter median' in printed.out

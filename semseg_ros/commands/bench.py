@@ -32,8 +32,9 @@ def build_node_parser() -> argparse.ArgumentParser:
     """Return the parser of ``semseg bench --node``."""
     parser = argparse.ArgumentParser(
         prog='semseg bench',
-        description='Time the segmentation node end to end (publish -> label mask) next to '
-                    'the Segmenter alone, on the same frame and configuration.')
+        description='Time the segmentation node end to end (publish -> label mask) and the '
+                    'Segmenter alone in turns, on the same frame and configuration, after the '
+                    'transport floor (an echo node that does no work).')
     parser.add_argument('--node', action='store_true', required=True,
                         help='measure the node (this mode)')
     add_segmenter_options(parser, names=['model', 'weights', 'backend', 'precision', 'size',
@@ -44,8 +45,8 @@ def build_node_parser() -> argparse.ArgumentParser:
     parser.add_argument('--image', type=Path,
                         help='an image to publish (resized to --camera); default: a gradient')
     parser.add_argument('--rate', type=float, default=0.0,
-                        help='frames per second (default 0: half what the Segmenter alone '
-                             'manages, so the node is not saturated)')
+                        help='frames per second (default 0: one every three Segmenter '
+                             'medians, so the node is not saturated)')
     parser.add_argument('--frames', type=int, default=200, help='frames to publish')
     parser.add_argument('--warmup', type=int, default=20, help='leading frames not counted')
     parser.add_argument('--reliable', action='store_true',
@@ -92,10 +93,13 @@ def node_main(argv: List[str]) -> int:
     except (RuntimeError, ValueError, OSError) as error:
         print(f'semseg bench --node: {error}', file=sys.stderr)
         return 1
-    node = record['node']
+    node, segmenter = record['node'], record['segmenter']
     if node['median_ms'] is None:
         print('semseg bench --node: no label mask arrived from the node', file=sys.stderr)
         return 1
+    print(f'Segmenter alone   median {segmenter["median_ms"]:.2f} ms   '
+          f'p95 {segmenter["p95_ms"]:.2f} ms (here, between the node\'s frames; back to '
+          f'back: median {record["segmenter_back_to_back"]["median_ms"]:.2f} ms)')
     print(f'node end-to-end   median {node["median_ms"]:.2f} ms   p95 {node["p95_ms"]:.2f} ms')
     print(f'node served {node["served"]}/{node["counted"]} counted frames '
           f'({node["counted"] - node["served"]} dropped or lost), '
@@ -105,7 +109,9 @@ def node_main(argv: List[str]) -> int:
     if node['stages_ms']:
         print('node stages, median ms: ' + ', '.join(
             f'{stage} {ms:.2f}' for stage, ms in node['stages_ms'].items()))
-    print(f'end-to-end / Segmenter median: {record["node_over_segmenter"]:.2f}x')
+    floor = record['transport_over_segmenter']
+    print(f'end-to-end / Segmenter median: {record["node_over_segmenter"]:.2f}x' + (
+        f' (of which the transport floor: +{floor:.2f}x)' if floor is not None else ''))
     if args.json:
         write_text_atomic(args.json, json.dumps(dict(record, machine=machine), indent=2))
     return 0
