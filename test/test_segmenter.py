@@ -201,17 +201,45 @@ def test_segment_cli_writes_pngs_and_names_bad_files(frame, samples, weights_fil
 
 
 def test_bench_cli_reports_every_figure(tmp_path):
-    """``semseg bench`` measures a model in a child process and writes every figure."""
+    """``semseg bench`` measures a model's variants in child processes, interleaved with its
+    eager PyTorch path, and writes every figure."""
     out = tmp_path / 'bench.json'
     result = run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
                      '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', str(out))
     assert result.returncode == 0, result.stderr
     assert f'| {MODEL} | onnxruntime | fp32 | 64x64 |' in result.stdout
-    row = json.loads(out.read_text())['rows'][0]
+    # The eager PyTorch path is timed first, in the same rounds, as the speed-up's reference.
+    eager, row = json.loads(out.read_text())['rows']
+    assert (eager['backend'], eager['speedup_over_eager']) == ('torch', 1.0)
     assert row['params'] > 100_000 and row['gmacs'] > 0
     assert 0 < row['latency_ms_median'] <= row['latency_ms_p90'] + 1e-9 and row['fps'] > 0
+    assert row['runs'] == eager['runs'] == 3 and row['rounds'] == 1
+    assert 0 < row['speedup_p10'] <= row['speedup_over_eager'] <= row['speedup_p90']
+    assert f"| {row['speedup_over_eager']:.2f}x |" in result.stdout
+    alone = run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '7', '--warmup',
+                    '0', '--threads', '1', '--weights', 'none', '--no-eager', '--json',
+                    str(out))
+    assert alone.returncode == 0, alone.stderr
+    [row] = json.loads(out.read_text())['rows']
+    assert row['backend'] == 'onnxruntime' and 'speedup_over_eager' not in row
+    assert (row['runs'], row['rounds']) == (10, 2)  # whole rounds of 5
     bad = run_cli('bench', '--model', 'segnet')
     assert bad.returncode == 2 and 'valid' in bad.stderr
+
+
+def test_bench_goes_on_past_a_failing_variant():
+    """A variant that cannot be built is reported with its reason; the others are timed."""
+    from semseg_ros.core.bench import measure_interleaved, Variant
+    good = Variant(MODEL, 'torch', size=(64, 64))
+    failures = []
+    rows = measure_interleaved([good, Variant(MODEL, 'tensorflow', size=(64, 64))], runs=2,
+                               warmup=0, threads=1, weights='none',
+                               on_failure=lambda variant, reason: failures.append(
+                                   (variant.backend, reason)))
+    assert [(row['backend'], row['runs'], row['speedup_over_eager']) for row in rows] == [
+        ('torch', 2, 1.0)]
+    [(backend, reason)] = failures
+    assert backend == 'tensorflow' and 'tensorflow' in reason
 
 
 def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
@@ -277,7 +305,7 @@ def test_bench_cuda_request_falls_back_and_says_so(tmp_path):
                      '--fp16', '--size', '64x64', '--runs', '2', '--warmup', '1',
                      '--weights', 'none', '--json', str(out))
     assert result.returncode == 0, result.stderr
-    row = json.loads(out.read_text())['rows'][0]
+    row = json.loads(out.read_text())['rows'][-1]  # after the eager fp32 reference
     if not torch.cuda.is_available():
         assert row['providers'] == ['cpu'] and row['precision'] == 'fp32'
         assert row['device'] == 'cuda'

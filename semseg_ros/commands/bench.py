@@ -120,8 +120,10 @@ def node_main(argv: List[str]) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of ``semseg bench`` (the networks)."""
     parser = argparse.ArgumentParser(
-        prog='semseg bench', description='Measure parameters, GMACs, latency, FPS and peak '
-        'memory of the networks, each (model, backend, precision) in a fresh process.',
+        prog='semseg bench', description='Measure parameters, GMACs, latency, FPS, peak '
+        'memory and the speed-up over the eager PyTorch path of the networks: each (model, '
+        'backend, precision) in a process of its own, the variants of a model timed in '
+        'interleaved rounds.',
         epilog='semseg bench --node --help: the segmentation node end to end instead')
     add_segmenter_options(
         parser, names=['model', 'backend', 'precision', 'size', 'threads', 'weights', 'device',
@@ -130,11 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
         extra_choices={'model': ('all',), 'backend': ('all',), 'precision': ('all',)},
         helps={'precision': f'int8 runs on {" and ".join(ONNX_BACKENDS)} only.',
                'weights': "'auto': shipped if present, else untrained."})
-    parser.add_argument('--runs', type=int, default=50, help='timed runs (default 50)')
+    parser.add_argument('--runs', type=int, default=50,
+                        help=f'timed runs per variant, in rounds of {bench.RUNS_PER_TURN} '
+                             '(default 50)')
     parser.add_argument('--warmup', type=int, default=5, help='untimed runs first (default 5)')
+    parser.add_argument('--no-eager', dest='eager', action='store_false',
+                        help='do not time the eager PyTorch path beside the variants (no '
+                             'speed-up column)')
     parser.add_argument('--json', type=Path,
                         help='also write the rows and the machine to this JSON file')
     return parser
+
+
+def variants_of(model: str, size, backends: List[str], precisions: List[str], device: str,
+                fp16: bool, eager: bool) -> List[bench.Variant]:
+    """Return one model's variants to time, the eager PyTorch path first when wanted."""
+    variants = [bench.Variant(model, backend, precision, size, device, fp16)
+                for backend in backends for precision in precisions
+                # no int8 PyTorch path; --precision all compares on ONNX graphs
+                if precision != 'int8' or backend in INT8_BACKENDS]
+    if eager:
+        reference = bench.Variant(model, 'torch', 'fp32', size, device)
+        variants = [reference] + [v for v in variants if v != reference]
+    return variants
 
 
 def networks_main(argv: List[str]) -> int:
@@ -153,22 +173,20 @@ def networks_main(argv: List[str]) -> int:
     for missing in sorted(set(BACKENDS) - set(backends)) if args.backend == 'all' else ():
         print(f'backend {missing} is not installed here: skipped (pip install {missing})',
               flush=True)
-    rows, failures = [], 0
+    rows, failures = [], []
+
+    def failed(variant: bench.Variant, reason: str) -> None:
+        failures.append(variant)
+        print(f'semseg bench: {variant.name()} failed: {reason}', file=sys.stderr, flush=True)
+
     for model in models:
         size = args.size or bench.DEFAULT_SIZES.get(model, (512, 256))
-        for backend in backends:
-            for precision in precisions:
-                if precision == 'int8' and backend not in INT8_BACKENDS:
-                    continue  # no int8 PyTorch path; --precision all compares on ONNX graphs
-                try:
-                    rows.append(bench.measure_isolated(model, backend, size, args.runs,
-                                                       args.warmup, args.threads,
-                                                       args.weights, precision, args.device,
-                                                       args.fp16))
-                except RuntimeError as error:
-                    failures += 1
-                    print(f'semseg bench: {model} on {backend} ({precision}) failed: {error}',
-                          file=sys.stderr)
+        variants = variants_of(model, size, backends, precisions, args.device, args.fp16,
+                               args.eager)
+        print(f'{model} at {size[0]}x{size[1]}: {len(variants)} variants, '
+              f'{args.runs} runs each, interleaved', flush=True)
+        rows += bench.measure_interleaved(variants, args.runs, args.warmup, args.threads,
+                                          args.weights, on_failure=failed)
     if rows:
         print(bench.format_table(rows))
     if args.json:
