@@ -31,6 +31,9 @@ DEFAULT_SIZES = {'mininet_v2_cpu': (512, 256), 'mininet_v2': (1024, 512),
 # Calls a variant makes in its turn of a round: enough for a per-round median, few enough
 # that every variant sees the same moments of the machine.
 RUNS_PER_TURN = 5
+# Pause before each turn: thread pools of the previous turn's runtime (OpenVINO's TBB workers
+# spin for a while) go idle before the next variant is timed.
+TURN_GAP_S = 0.05
 WORKER_START_TIMEOUT_S = 900.0  # an int8 graph is calibrated before its worker is ready
 
 
@@ -208,6 +211,7 @@ def measure_interleaved(variants: Sequence[Variant], runs: int, warmup: int, thr
         order = random.Random(seed)
         for _ in range(rounds):
             for worker in order.sample(live, len(live)):
+                time.sleep(TURN_GAP_S)
                 try:
                     worker.turn(per_turn)
                 except RuntimeError as error:
