@@ -6,6 +6,8 @@ confidence live inside the graph, so no float image is built in Python and no lo
 tensor is copied out of the runtime: the node only resizes uint8 images around it.
 """
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import logging
@@ -372,6 +374,40 @@ def check_deployment_interface(path: Path, inputs_uint8: List[bool], outputs: Li
                          '`semseg export --graph deploy --confidence`')
 
 
+class _SignalStack(ctypes.Structure):
+    """``stack_t`` of sigaltstack(2)."""
+
+    _fields_ = [('ss_sp', ctypes.c_void_p), ('ss_flags', ctypes.c_int),
+                ('ss_size', ctypes.c_size_t)]
+
+
+@contextlib.contextmanager
+def keep_signal_stack():
+    """Give the calling thread its alternate signal stack back after the block.
+
+    OpenVINO's CPU plugin, when it loads, installs an alternate signal stack on the loading
+    thread and may unmap it later without restoring the previous one. Python installs its
+    signal handlers with ``SA_ONSTACK``, so a Ctrl-C or SIGTERM delivered to that thread
+    afterwards runs on unmapped memory and the process dies with SIGSEGV. The thread keeps
+    the stack it had (CPython's faulthandler's, or none). Where sigaltstack(2) cannot be
+    called (not glibc), the block runs as it is.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sigaltstack = libc.sigaltstack
+    except (OSError, AttributeError):
+        yield
+        return
+    saved = _SignalStack()
+    if sigaltstack(None, ctypes.byref(saved)) != 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        sigaltstack(ctypes.byref(saved), None)
+
+
 class OpenVinoBackend:
     """Run an exported inference graph with OpenVINO's CPU plugin (optional runtime).
 
@@ -393,7 +429,8 @@ class OpenVinoBackend:
                               'openvino); or use backend onnxruntime or auto') from error
         if resolve_device_ort(device) != 'cpu':
             LOG.warning('backend openvino runs on the CPU only: device %s ignored', device)
-        self._core, self._u8 = openvino.Core(), openvino.Type.u8
+        with keep_signal_stack():
+            self._core, self._u8 = openvino.Core(), openvino.Type.u8
         self.threads = threads
         self.providers = [f'openvino {openvino.__version__.split("-")[0]} CPU']
         self._graphs = graphs
@@ -404,21 +441,26 @@ class OpenVinoBackend:
         request = self._requests.get(with_confidence)
         if request is None:
             path = self._graphs.path(with_confidence)
-            try:
-                model = self._core.read_model(str(path))
-            except RuntimeError as error:
-                # The frontend's report ends with a summary naming the unsupported operators.
-                reason = str(error).split('Summary:')[-1].strip().splitlines()[0].strip('- ')
-                raise ValueError(f'OpenVINO cannot read {path}: {reason}; use backend '
-                                 'onnxruntime') from error
-            check_deployment_interface(
-                path, [i.get_element_type() == self._u8 for i in model.inputs],
-                [o.get_any_name() for o in model.outputs], with_confidence)
-            compiled = self._core.compile_model(model, 'CPU', {
-                'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_PRECISION_HINT': 'f32',
-                'INFERENCE_NUM_THREADS': self.threads})
-            request = self._requests[with_confidence] = compiled.create_infer_request()
+            with keep_signal_stack():  # the plugin loads on first use
+                request = self._compile(path, with_confidence)
+            self._requests[with_confidence] = request
         return request
+
+    def _compile(self, path: Path, with_confidence: bool):
+        try:
+            model = self._core.read_model(str(path))
+        except RuntimeError as error:
+            # The frontend's report ends with a summary naming the unsupported operators.
+            reason = str(error).split('Summary:')[-1].strip().splitlines()[0].strip('- ')
+            raise ValueError(f'OpenVINO cannot read {path}: {reason}; use backend '
+                             'onnxruntime') from error
+        check_deployment_interface(
+            path, [i.get_element_type() == self._u8 for i in model.inputs],
+            [o.get_any_name() for o in model.outputs], with_confidence)
+        compiled = self._core.compile_model(model, 'CPU', {
+            'PERFORMANCE_HINT': 'LATENCY', 'INFERENCE_PRECISION_HINT': 'f32',
+            'INFERENCE_NUM_THREADS': self.threads})
+        return compiled.create_infer_request()
 
     def run(self, batch: np.ndarray, with_confidence: bool = False):
         """Run a ``1 x H x W x 3`` uint8 image; return labels (and confidence) as numpy.
