@@ -23,6 +23,7 @@ import yaml
 
 from ros_testing import (image_msg, next_stamp, NodeProcess, Probe, send, stop_all, WAIT,
                          wait_ready)
+from semseg_ros.core.backends import resolve_backend
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.serving import render_overlay
@@ -492,15 +493,18 @@ def test_config_files_start_the_node(probe, node_processes):
     nodes = {config.removesuffix('.yaml'): node_processes[config] for config in CONFIGS}
     try:
         logs = {name: node.wait_for_log('segmenting ') for name, node in nodes.items()}
-        assert 'on onnxruntime [CPUExecutionProvider] at 512x256 int8, weights ' \
-            in logs['cpu_robot'], logs['cpu_robot']
+        # backend auto: OpenVINO's int8 where it is installed, else ONNX Runtime's.
+        runtime = ('openvino [openvino ' if resolve_backend('auto', 'cpu', 'int8') == 'openvino'
+                   else 'onnxruntime [CPUExecutionProvider')
+        assert f'on {runtime}' in logs['cpu_robot'], logs['cpu_robot']
+        assert '] at 512x256 int8, weights ' in logs['cpu_robot'], logs['cpu_robot']
         for name in ('jetson_enet', 'jetson_rdsnet'):
             assert 'running on the CPU' in logs[name], logs[name]
             assert '[CPUExecutionProvider]' in logs[name], logs[name]
         assert logs['gpu_mininet_v2'].count('running on the CPU') == 1, logs['gpu_mininet_v2']
         assert 'with mininet_v2 on torch [cpu] at 160x120' in logs['gpu_mininet_v2'], \
             logs['gpu_mininet_v2']
-        # The CPU robot's node serves a frame through the ONNX Runtime graph.
+        # The CPU robot's node serves a frame through its int8 graph.
         probe.subscribe(Image, '/cpu_robot/label_mask')
         camera = probe.publisher(Image, '/cpu_robot/image', qos_profile_sensor_data)
         msg = image_msg(conversions.rgb_to_image_fields(np.full((120, 160, 3), 90, np.uint8)))
