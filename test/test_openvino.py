@@ -13,8 +13,8 @@ from semseg_ros.core.resources import samples_dir
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.data.datasets import read_image
 
-pytest.importorskip('openvino', reason='openvino is an optional runtime '
-                    '(pip install -r requirements-optional.txt)')
+pytest.importorskip('openvino', reason='openvino is an optional runtime (requirements.txt '
+                    'installs it; package.xml leaves it out)')
 
 MODEL = 'mininet_v2_cpu'
 SIZE = (256, 128)

@@ -30,9 +30,9 @@ LINTERS = {'python3-flake8', 'python3-flake8-builtins', 'python3-flake8-comprehe
 # rosdistro's keys as of 2026 do not include these; rosdep/semseg_ros.yaml defines them.
 OWN_KEYS = {'python3-onnx-pip', 'python3-onnxscript-pip'}
 # Optional runtimes, module -> PyPI name: only what works without them imports them (a backend
-# chosen by name, refused with a message when the runtime is missing; a benchmark script),
-# they install from requirements-optional.txt, and package.xml leaves them out so that rosdep
-# does not put them on every robot.
+# chosen by name, refused with a message when the runtime is missing; a benchmark script).
+# requirements.txt installs them into the venv, so the tests cover them; package.xml leaves
+# them out, so that rosdep does not put them on every robot (a Jetson has no use for them).
 OPTIONAL = {'openvino': 'openvino'}
 
 
@@ -86,12 +86,12 @@ def requirement_names(path: Path):
     return names
 
 
-def test_optional_runtimes_install_from_their_own_file_only():
-    """An optional runtime is in requirements-optional.txt, not in requirements.txt, and is
-    imported somewhere (else it would install for nothing)."""
-    optional = requirement_names(REPO / 'requirements-optional.txt')
-    assert optional == set(OPTIONAL.values())
-    assert not optional & requirement_names(REPO / 'requirements.txt')
+def test_optional_runtimes_install_into_the_venv_only():
+    """An optional runtime is in requirements.txt (the tests run it), not in package.xml, and
+    is imported somewhere (else it would install for nothing)."""
+    assert set(OPTIONAL.values()) <= requirement_names(REPO / 'requirements.txt')
+    declared_keys = declared('exec_depend') | declared('test_depend')
+    assert not {key for key in declared_keys if any(name in key for name in OPTIONAL)}
     imported = imported_modules('semseg_ros', 'launch', 'test', 'benchmarks')
     assert set(OPTIONAL) <= imported
 
