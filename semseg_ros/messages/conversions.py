@@ -25,6 +25,7 @@ the process's stderr, past any Python logging) is caught and makes the frame an 
 """
 
 import array
+import atexit
 import contextlib
 import operator
 import os
@@ -445,7 +446,8 @@ def decoder_messages() -> Iterator[List[str]]:
     messages: List[str] = []
     with _CAPTURE_LOCK:
         if _capture_file is None:
-            _capture_file = tempfile.TemporaryFile()
+            _capture_file = tempfile.TemporaryFile()  # one for the process's lifetime
+            atexit.register(_capture_file.close)
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(_capture_file.fileno(), 2)
