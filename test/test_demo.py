@@ -51,6 +51,12 @@ def test_demo_produces_every_file(tmp_path):
         assert {c.topic for c in replayed.connections} == {'/camera/image_raw',
                                                            '/camera/labels'}
     # The CPU network runs as config/cpu_robot.yaml runs it: the INT8 graph.
-    assert report['info']['precision'] == 'int8' and '(mininet_v2_cpu, int8, ' in markdown
+    # The report names the runtime the node ran (its diagnostics) and the machine.
+    runtime = report['info']['runtimes']['segmentation_node']
+    assert runtime['precision'] == 'int8' and runtime['backend'] in ('onnxruntime', 'openvino')
+    assert report['info']['precision'] == 'int8'
+    assert f'(mininet_v2_cpu, int8 on {runtime["backend"]} [{runtime["providers"]}], ' \
+        in markdown
+    assert report['info']['machine'] in markdown and 'cores' in report['info']['machine']
     assert ' int8, weights ' in (out / 'logs' / 'segmentation_node.log').read_text()
     assert (out / 'logs' / 'keyframe_node.log').is_file()

@@ -26,6 +26,7 @@ from semseg_ros.bags.evaluate import LiveReport, OutputTopics, write_json
 from semseg_ros.bags.make import collect_frames, make_bag
 from semseg_ros.bags.messages import image_stream, label_stream
 from semseg_ros.commands.options import add_segmenter_options
+from semseg_ros.core.bench import machine_description
 from semseg_ros.core.classes import colorize, load_class_set, overlay
 from semseg_ros.core.files import write_png
 from semseg_ros.core.resources import samples_dir, shipped_weights
@@ -98,6 +99,14 @@ def _fmt(value, digits: int = 1, unit: str = '') -> str:
     return 'n/a' if value is None else f'{value:.{digits}f}{unit}'
 
 
+def _runtime(report: LiveReport) -> str:
+    """Return ' on <backend> [<providers>]' as the segmentation node reported it, or ''."""
+    runtime = report.info.get('runtimes', {}).get('segmentation_node', {})
+    if 'backend' not in runtime:
+        return ''
+    return f' on {runtime["backend"]} [{runtime.get("providers", "?")}]'
+
+
 def markdown_report(report: LiveReport, model: str, weights: str, warning: Optional[str],
                     names: Sequence[str]) -> str:
     """Return report.md: the figures of the live run and the keyframe list."""
@@ -107,8 +116,9 @@ def markdown_report(report: LiveReport, model: str, weights: str, warning: Optio
         lines += [f'> **{warning}**', '']
     lines += [
         f'{report.frames_published} frames of CamVid val sequence 0016E5 published at '
-        f'{_fmt(report.input_fps)} Hz into the segmentation node ({model}, weights: {weights}) '
-        'and the keyframe node, each in its own process, over DDS.', '',
+        f'{_fmt(report.input_fps)} Hz into the segmentation node ({model}{_runtime(report)}, '
+        f'weights: {weights}) and the keyframe node, each in its own process, over DDS, on '
+        f'{report.info.get("machine", "this machine")}.', '',
         '| figure | value |', '|---|---|',
         f'| frames published / processed / dropped | {report.frames_published} / '
         f'{report.frames_processed} / {report.frames_dropped} |',
@@ -210,7 +220,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'demo: the live replay failed: {error}', file=sys.stderr)
         return 1
     report.info.update(model=args.model, weights=weights, precision=args.precision,
-                       untrained_warning=warning)
+                       untrained_warning=warning, machine=machine_description())
     print('\n'.join(report.summary_lines()), flush=True)
     print('[3/4] rendering demo.gif and keyframes.png', flush=True)
     class_set = load_class_set('camvid')

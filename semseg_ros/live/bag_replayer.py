@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
@@ -42,6 +42,8 @@ from semseg_ros.live.dds import large_image_profile, node_environment
 from semseg_ros.live.node_processes import parameter_arguments, wait_until
 
 DEFAULT_WAIT_S = 120.0
+# What the report keeps of each launched node's diagnostics: the runtime that really ran.
+RUNTIME_KEYS = ('backend', 'providers', 'precision', 'device', 'input_size')
 
 
 class ReplayError(RuntimeError):
@@ -99,6 +101,12 @@ class BagReplayer(Node):
             node = status.name.split(': ')[0]
             with self._lock:
                 self.node_diagnostics[node] = {kv.key: kv.value for kv in status.values}
+
+    def last_diagnostics(self) -> Dict[str, Dict[str, str]]:
+        """Return each node's last diagnostics (key -> value), by node name without ``/``."""
+        with self._lock:
+            return {name.lstrip('/'): dict(values)
+                    for name, values in self.node_diagnostics.items()}
 
     def missing_matches(self, node: str, minimum: Dict[str, int]) -> List[str]:
         """Return the ``key (value < n)`` of node's last diagnostics short of ``minimum``."""
@@ -316,8 +324,9 @@ def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: flo
                 if launch is not None:
                     nodes = launch_nodes(launch, topic, msgtype, topics,
                                          launch.log_dir or tmpdir / 'logs')
-                stamps = _run_live(bag, topic, msgtype, record, writer, rate_factor, topics,
-                                   nodes, wait_s, settle_s, progress)
+                stamps, diagnostics = _run_live(bag, topic, msgtype, record, writer,
+                                                rate_factor, topics, nodes, wait_s, settle_s,
+                                                progress)
             finally:
                 for node in nodes:
                     node.stop()
@@ -334,14 +343,22 @@ def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: flo
     shutil.rmtree(tmpdir, ignore_errors=True)
     report.info.update(bag=str(bag), rate_factor=rate_factor, frames_sent=len(stamps),
                        recording=None if out is None else str(recording),
-                       launched=[n.name for n in nodes])
+                       launched=[n.name for n in nodes],
+                       runtimes={n.name: {key: diagnostics[n.name][key] for key in RUNTIME_KEYS
+                                          if key in diagnostics.get(n.name, {})}
+                                 for n in nodes})
     return report
 
 
 def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: BagWriter,
               rate_factor: float, topics: OutputTopics, nodes: Sequence[NodeProcess],
-              wait_s: float, settle_s: float, progress: bool) -> List[int]:
-    """Publish the images in time, recording outputs; return the stamps published."""
+              wait_s: float, settle_s: float, progress: bool
+              ) -> Tuple[List[int], Dict[str, Dict[str, str]]]:
+    """Publish the images in time, recording outputs.
+
+    Returns:
+        The stamps published, and the launched nodes' last diagnostics by node name.
+    """
     context = rclpy.Context()
     with large_image_profile():  # camera-size images through shared memory
         rclpy.init(args=[], context=context)
@@ -408,4 +425,4 @@ def _run_live(bag, topic: str, msgtype: str, record: Dict[str, str], writer: Bag
         replayer.destroy_node()
         rclpy.try_shutdown(context=context)
         spinner.join(timeout=5.0)
-    return sent
+    return sent, replayer.last_diagnostics()
