@@ -91,10 +91,13 @@ def test_a_params_file_for_another_node_is_warned_about(tmp_path):
         '--params-file', str(other), '--params-file', str(matching), '-r', '__ns:=/robot',
         *QUICK])
     try:
-        log = node.wait_for_log('segmenting ')
+        # The files are checked once the node is built, after it logged 'segmenting'.
+        node.wait_for_log('segmenting ')
+        node.wait_for_log('has no section')
     finally:
         node.signal(signal.SIGINT)
     assert_clean_exit(node, node.wait_exit())
+    log = node.log()
     warnings = [line for line in log.splitlines() if '[WARN]' in line and 'parameters' in line]
     assert len(warnings) == 1, log
     assert (f'parameters file {other} has no section for /robot/segmentation_node '
