@@ -133,7 +133,6 @@ class _Worker:
         self.inference: List[float] = []
         self.wall_s = 0.0
         self.turn_medians: List[float] = []
-        self.error: Optional[str] = None
 
     def _receive(self, timeout: Optional[float] = None):
         if timeout is not None and not self.connection.poll(timeout):
@@ -141,7 +140,8 @@ class _Worker:
         try:
             kind, payload = self.connection.recv()
         except (EOFError, OSError):
-            code = self.process.join(5) or self.process.exitcode
+            self.process.join(5)
+            code = self.process.exitcode
             raise RuntimeError(f'the worker process died (exit code {code})') from None
         if kind == 'error':
             raise RuntimeError(payload)
@@ -224,13 +224,12 @@ def measure_interleaved(variants: Sequence[Variant], runs: int, warmup: int, thr
             worker.close(0.0 if worker.process.is_alive() else 30.0)
     reference = next((w for w in live if w.variant == variants[0]
                       and w.variant == w.variant.eager()), None)
-    for worker in live:
-        if reference is not None:
-            ratios = [eager / own for eager, own in zip(reference.turn_medians,
-                                                        worker.turn_medians)]
-            rows[worker.variant].update(
-                speedup_over_eager=float(np.median(ratios)),
-                speedup_p10=percentile(ratios, 10), speedup_p90=percentile(ratios, 90))
+    for worker in live if reference is not None else ():
+        ratios = [eager / own for eager, own in zip(reference.turn_medians,
+                                                    worker.turn_medians)]
+        rows[worker.variant].update(
+            speedup_over_eager=float(np.median(ratios)),
+            speedup_p10=percentile(ratios, 10), speedup_p90=percentile(ratios, 90))
     return [rows[worker.variant] for worker in live]
 
 

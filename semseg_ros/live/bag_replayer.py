@@ -344,9 +344,9 @@ def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: flo
     report.info.update(bag=str(bag), rate_factor=rate_factor, frames_sent=len(stamps),
                        recording=None if out is None else str(recording),
                        launched=[n.name for n in nodes],
-                       runtimes={n.name: {key: diagnostics[n.name][key] for key in RUNTIME_KEYS
-                                          if key in diagnostics.get(n.name, {})}
-                                 for n in nodes})
+                       runtimes={n.name: {key: value for key, value
+                                          in diagnostics.get(n.name, {}).items()
+                                          if key in RUNTIME_KEYS} for n in nodes})
     return report
 
 

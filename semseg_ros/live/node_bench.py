@@ -105,6 +105,13 @@ def gradient_frame(width: int, height: int) -> np.ndarray:
     return np.dstack([x, y, 255 - x]).astype(np.uint8)
 
 
+def _segment_ms(segmenter: Segmenter, frame: np.ndarray) -> float:
+    """Return the milliseconds one ``segment()`` call on ``frame`` takes."""
+    start = time.perf_counter()
+    segmenter.segment(frame)
+    return (time.perf_counter() - start) * 1e3
+
+
 def _start_process(module: str, arguments: List[str], cache: Path, log) -> subprocess.Popen:
     # A cache of its own: the node exports its graph there, as a fresh robot would. Its
     # output goes to a file: a pipe nobody reads while timing could fill and stall it.
@@ -254,9 +261,7 @@ def time_node(config: NodeBenchConfig, frame: np.ndarray,
     segmenter_ms: List[float] = []
 
     def time_segmenter():
-        start = time.perf_counter()
-        segmenter.segment(frame)
-        segmenter_ms.append((time.perf_counter() - start) * 1e3)
+        segmenter_ms.append(_segment_ms(segmenter, frame))
 
     def body():
         result = camera.stream(frame, first=0,
@@ -312,12 +317,8 @@ def run(config: NodeBenchConfig, frame: Optional[np.ndarray] = None,
         frame = gradient_frame(config.camera_width, config.camera_height)
     config.camera_height, config.camera_width = frame.shape[:2]
     segmenter = Segmenter(config.segmenter)
-    back_to_back = []
-    for index in range(config.warmup + BACK_TO_BACK_CALLS):
-        start = time.perf_counter()
-        segmenter.segment(frame)
-        if index >= config.warmup:
-            back_to_back.append((time.perf_counter() - start) * 1e3)
+    back_to_back = [_segment_ms(segmenter, frame)
+                    for _ in range(config.warmup + BACK_TO_BACK_CALLS)][config.warmup:]
     if not config.rate_hz:
         config.rate_hz = round(
             1e3 / (PERIODS_PER_SEGMENTER_MEDIAN * float(np.median(back_to_back))), 1)
