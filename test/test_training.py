@@ -123,6 +123,19 @@ def test_training_learns_real_frames(learned_run, camvid):
     assert len(csv_lines) == 31
 
 
+def test_polynomial_decay_ends_at_lr_end(camvid, tmp_path):
+    """--lr-end sets the floor the polynomial decay reaches on the last step (the papers'
+    1e-3 -> 1e-5), and the run keeps it."""
+    run_dir = tmp_path / 'run'
+    assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '2', '--lr', '1e-3',
+                  '--lr-end', '1e-5', '--out', str(run_dir)) == 0
+    lrs = [h['lr'] for h in _history(run_dir)]
+    # After 2 of 4 steps: 1e-5 + (1e-3 - 1e-5) * 0.5 ** 0.9.
+    assert lrs[0] == pytest.approx(1e-5 + 0.99e-3 * 0.5 ** 0.9)
+    assert lrs[1] == pytest.approx(1e-5)
+    assert json.loads((run_dir / 'run.json').read_text())['args']['lr_end'] == 1e-5
+
+
 def test_resume_equals_uninterrupted_run(camvid, tmp_path):
     """Stopping after epochs 1 and 2 and resuming gives bit-identical weights and logs."""
     data = ['--data-root', str(camvid), *TINY_ARGS, '--epochs', '3']
@@ -489,6 +502,8 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
      'multiples of 8'),
     (['train', '--model', MODEL, '--data-root', '.', '--crop', 'big', '--out', 'x'],
      'not WIDTHxHEIGHT'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-end', '0.01', '--out', 'x'],
+     '--lr-end must be at least 0 and below --lr'),
     (['train', '--resume', '{tmp}'], 'no run.json'),
     (['train', '--model', MODEL, '--data-root', '.', '--init', '/no/w.pt', '--out', 'x'],
      '--init /no/w.pt: weights file not found: /no/w.pt'),

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-augment', action='store_true',
                         help='no flip, scale, translation or colour change (crop only)')
     parser.add_argument('--lr', type=float, help='initial learning rate' + default('lr'))
+    parser.add_argument('--lr-end', type=float, help='learning rate the polynomial decay ends at'
+                        + default('lr_end'))
     parser.add_argument('--weight-decay', type=float, help='Adam weight decay'
                         + default('weight_decay'))
     parser.add_argument('--poly-power', type=float, help='polynomial LR decay power'

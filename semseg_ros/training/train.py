@@ -1,9 +1,9 @@
 """Training a segmentation network, resumably, on CamVid, Cityscapes or a folder.
 
-Recipe: Adam, polynomial learning-rate decay (power 0.9, per iteration), weight decay
-2e-4, class-balanced cross-entropy at label resolution (logits upsampled bilinearly),
-augmentation by flip, scale, crop/translation and brightness/contrast. Validation mIoU at
-full resolution every ``--val-every`` epochs and at the end.
+Recipe: Adam, polynomial learning-rate decay (power 0.9, per iteration, to ``--lr-end``),
+weight decay 2e-4, class-balanced cross-entropy at label resolution (logits upsampled
+bilinearly), augmentation by flip, scale, crop/translation and brightness/contrast.
+Validation mIoU at full resolution every ``--val-every`` epochs and at the end.
 
 A run folder holds::
 
@@ -75,7 +75,7 @@ DEFAULTS: Dict[str, Any] = {
     'model': None, 'dataset': 'camvid', 'data_root': None, 'class_set': None,
     'split': 'train', 'val_split': 'val', 'epochs': 100, 'batch_size': 8, 'crop': '480x360',
     'scale_range': [0.5, 2.0], 'no_augment': False, 'lr': 1e-3, 'weight_decay': 2e-4,
-    'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
+    'lr_end': 0.0, 'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
@@ -163,6 +163,9 @@ def check_config(config: Dict[str, Any]) -> None:
         raise UsageError(f'--seed must be non-negative, got {config["seed"]}')
     if config['lr'] <= 0:
         raise UsageError(f'--lr must be positive, got {config["lr"]}')
+    if not 0 <= config['lr_end'] < config['lr']:
+        raise UsageError(f'--lr-end must be at least 0 and below --lr ({config["lr"]}), '
+                         f'got {config["lr_end"]}')
     low, high = config['scale_range']
     if not 0 < low <= high:
         raise UsageError(f'--scale-range needs 0 < MIN <= MAX, got {low} {high}')
@@ -432,12 +435,19 @@ class Trainer:
         return teacher
 
     def _scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
-        """Polynomial decay per iteration: ``lr = lr0 * (1 - step / total) ** power``."""
+        """Polynomial decay per iteration to ``lr_end``.
+
+        ``lr = (lr0 - lr_end) * (1 - step / total) ** power + lr_end``.
+        """
         power = float(self.config['poly_power'])
-        # The length is read at each step: --fit-epochs and --resume --epochs may change it.
-        return torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: max(
-                0.0, 1.0 - step / (self.steps_per_epoch * int(self.config['epochs']))) ** power)
+        # As a fraction of the initial rate: LambdaLR multiplies each group's own lr0.
+        floor = float(self.config.get('lr_end', 0.0)) / float(self.config['lr'])
+
+        def factor(step: int) -> float:
+            # The length is read at each step: --fit-epochs and --resume --epochs may change it.
+            left = max(0.0, 1.0 - step / (self.steps_per_epoch * int(self.config['epochs'])))
+            return (1.0 - floor) * left ** power + floor
+        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
 
     def _restore(self, path: Path) -> None:
         try:
