@@ -19,7 +19,8 @@ os.environ.setdefault('ROS_LOG_DIR', str(REPO_ROOT / 'log' / 'ros'))
 DDS_MODULES = {'test_segmentation_node', 'test_keyframe_node', 'test_keyframe_pipeline',
                'test_launch_segmentation', 'test_launch_slam_keyframes', 'test_bench_node',
                'test_demo'}
-SLOW_MODULES = {'test_colcon_build', 'test_training', 'test_int8', 'test_orbslam2_gate'}
+SLOW_MODULES = {'test_colcon_build', 'test_training', 'test_int8', 'test_orbslam2_gate',
+                'test_orbslam3'}
 
 
 def pytest_collection_modifyitems(config, items):
