@@ -46,6 +46,7 @@ setup(
             'segmentation_node = semseg_ros.nodes.segmentation_node:main',
             'keyframe_node = semseg_ros.nodes.keyframe_node:main',
             'keyframe_pipeline = semseg_ros.nodes.pipeline:main',
+            'orbslam3_node = semseg_ros.nodes.orbslam3_node:main',
         ],
     },
 )

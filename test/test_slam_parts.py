@@ -172,3 +172,28 @@ def test_painting_out_removes_the_features_of_the_masked_pixels_only():
     assert np.array_equal(paint_out(image, np.zeros_like(mask)), image)
     with pytest.raises(ValueError, match='mask is 10x10, the image 480x360'):
         paint_out(image, np.zeros((10, 10), np.uint8))
+
+
+def test_poses_become_unit_quaternions_of_the_same_rotation():
+    """The quaternion rebuilds the matrix's rotation (every branch of the conversion), qw >= 0,
+    and the position is the translation; a non-4x4 matrix is refused."""
+    from semseg_ros.slam.poses import matrix_to_pose
+    rng = np.random.default_rng(3)
+    vectors = [np.array([0.0, 0.0, np.pi / 2]), np.array([np.pi, 0, 0]), np.array([0, np.pi, 0]),
+               np.array([0, 0, np.pi])] + [rng.normal(size=3) for _ in range(20)]
+    for vector in vectors:
+        matrix = np.eye(4)
+        matrix[:3, :3] = cv2.Rodrigues(vector)[0]
+        matrix[:3, 3] = rng.normal(size=3)
+        position, (x, y, z, w) = matrix_to_pose(matrix)
+        assert np.allclose(position, matrix[:3, 3])
+        assert abs(x * x + y * y + z * z + w * w - 1) < 1e-9 and w >= 0
+        rebuilt = np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+        assert np.allclose(rebuilt, matrix[:3, :3], atol=1e-9), vector
+    _, quaternion = matrix_to_pose(np.eye(4))
+    assert quaternion == (0.0, 0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match='finite 4x4'):
+        matrix_to_pose(np.eye(3))
