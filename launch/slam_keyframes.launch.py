@@ -36,6 +36,7 @@ PACKAGE = 'semseg_ros'
 SEGMENTATION_NODE = 'segmentation_node'
 KEYFRAME_NODE = 'keyframe_node'
 ORBSLAM3_NODE = 'orbslam3_node'
+MAPPING_PROFILE = '/config/keyframes_mapping.yaml'
 
 ARGUMENTS = (
     ('image_topic', '/camera/image_raw',
@@ -50,7 +51,8 @@ ARGUMENTS = (
      'to your own; a missing file stops the launch.'),
     ('keyframe_config', '',
      'Keyframe configuration in config/keyframes.yaml format (scoring weights, gaps, '
-     'window); empty: the shipped one.'),
+     'window); empty: the shipped one (keyframes.yaml, the place-memory profile; with '
+     'slam:=true keyframes_mapping.yaml, the mapping profile).'),
     ('use_image', 'true',
      'true: the keyframe node also reads the camera (visual-overlap keyframes, sharpness and '
      'exposure terms, ~/keyframe_image); false: label masks only (score-window rule).'),
@@ -88,9 +90,13 @@ def _nodes(context):
     segmentation = {'publish_confidence': use_confidence, 'output_resolution': 'input'}
     if model:
         segmentation['model'] = model
-    keyframe = {'config_file': optional_file(
-                    LaunchConfiguration('keyframe_config').perform(context), 'keyframe_config'),
-                'use_image': _flag(context, 'use_image'), 'use_confidence': use_confidence}
+    keyframe_config = optional_file(LaunchConfiguration('keyframe_config').perform(context),
+                                    'keyframe_config')
+    if not keyframe_config and _flag(context, 'slam'):
+        # ORB-SLAM3 maps the keyframe stream: the mapping profile (docs/orbslam2.md).
+        keyframe_config = FindPackageShare(PACKAGE).perform(context) + MAPPING_PROFILE
+    keyframe = {'config_file': keyframe_config, 'use_image': _flag(context, 'use_image'),
+                'use_confidence': use_confidence}
     if not keyframe['use_image']:
         keyframe['min_shared_features'] = 0  # the visual overlap needs the camera images
     nodes = _segmentation_and_keyframes(context, image_topic, namespace, config, segmentation,

@@ -44,6 +44,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=5,
                         help='paced ORB-SLAM3 runs per method (default 5): its threads make '
                              'runs differ')
+    parser.add_argument('--match', choices=('orbslam', 'policy'), default='orbslam',
+                        help="keyframe count: 'orbslam' (default): every selection at the "
+                             "count of ORB-SLAM3's own keyframes; 'policy': the keyframe "
+                             'configuration as it is, the baselines at its count')
     parser.add_argument('--masked', action='store_true',
                         help='also run every method with the dynamic classes painted out of '
                              'the frames')
@@ -51,8 +55,11 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--fps', type=float, default=30.0,
                         help='frame-number rate for the stamps (default 30, CamVid video; '
                              'frames are fed at the pace of their stamps)')
-    parser.add_argument('--config', type=Path, default=None,
-                        help='keyframe configuration YAML (default: config/keyframes.yaml)')
+    parser.add_argument('--config', type=Path,
+                        default=config_dir() / 'keyframes_mapping.yaml',
+                        help='keyframe configuration YAML of the semantic policy (default: the '
+                             'mapping profile, config/keyframes_mapping.yaml; '
+                             'config/keyframes.yaml is the place-memory profile)')
     parser.add_argument('--set', metavar='KEY=VALUE', action='append', default=[],
                         help='override one key of the keyframe configuration; repeatable')
     parser.add_argument('--camera-info', type=Path,

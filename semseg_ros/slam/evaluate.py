@@ -41,7 +41,7 @@ from semseg_ros.core.files import write_png, write_text_atomic
 from semseg_ros.keyframes import offline
 from semseg_ros.keyframes.downstream import PairCache
 from semseg_ros.keyframes.matching import OrbMatcher
-from semseg_ros.keyframes.policy import uniform_selection
+from semseg_ros.keyframes.policy import KeyframePolicy, uniform_selection
 from semseg_ros.keyframes.scoring import KeyframeScorer
 from semseg_ros.slam.masking import paint_out
 from semseg_ros.slam.settings import Intrinsics, SettingsError
@@ -218,12 +218,12 @@ def _run(args: argparse.Namespace, command: str) -> Tuple[str, Dict[str, Any]]:
         if args.masked:
             masked_paths = _write_masked(image_paths, [labeller.labels[f.image] for f in frames],
                                          scorer, Path(masked_dir))
-        variants = (False, True) if args.masked else (False,)
-        total = args.repeats * len(variants) * (1 + len(SELECTIONS))
+        total = args.repeats * (2 if args.masked else 1) * (1 + len(SELECTIONS))
         with tqdm(total=total, desc='ORB-SLAM3 runs', unit='run', file=sys.stderr) as bar:
             runner = Runner(args.out, vocabulary, settings, image_paths, stamps, masked_paths,
                             args.settle, bar.update)
-            results = _run_methods(runner, records, config, scorer, args.repeats, variants)
+            results = _run_methods(runner, records, config, args.repeats, args.masked,
+                                   args.match)
     report, summary = _reports(args, command, sequence, records, results, vocabulary, camera,
                                rate, config)
     _write_outputs(args.out, records, results, report, summary)
@@ -256,36 +256,56 @@ def _write_masked(paths: Sequence[Path], labels: Sequence[np.ndarray], scorer: K
     return out
 
 
-def _run_methods(runner: Runner, records, config, scorer, repeats: int, variants
+def _run_methods(runner: Runner, records, config, repeats: int, masked: bool, match: str
                  ) -> Dict[str, Dict[str, Any]]:
-    """Run every method ``repeats`` times: every frame first, then the selections interleaved."""
+    """Run every method ``repeats`` times: every frame first, then the selections interleaved.
+
+    The selections are made once, from the unmasked run; with ``masked``, the same frames are
+    also fed with the dynamic classes painted out (``NAME_masked``).
+    """
     results: Dict[str, Dict[str, Any]] = {}
-    for masked in variants:
-        suffix = '_masked' if masked else ''
-        everything = Job('all_frames' + suffix, list(range(len(records))), masked)
-        runs = [runner.run(everything, r) for r in range(repeats)]
-        results[everything.name] = {'indices': everything.indices, 'repeats': runs}
-        own = runs[median_repeat(runs)]['keyframe_indices']
-        count = len(own)
-        selections, params = _selections(records, config, scorer, own, count)
-        jobs = [Job(name + suffix, selections[name], masked) for name in SELECTIONS]
+    variants = ('', '_masked') if masked else ('',)
+    for suffix in variants:
+        everything = Job('all_frames' + suffix, list(range(len(records))), bool(suffix))
+        results[everything.name] = {'indices': everything.indices,
+                                    'repeats': [runner.run(everything, r)
+                                                for r in range(repeats)]}
+    runs = results['all_frames']['repeats']
+    own = runs[median_repeat(runs)]['keyframe_indices']
+    selections, params = _selections(records, config, own, match)
+    jobs = [Job(name + suffix, selections[name], bool(suffix))
+            for suffix in variants for name in SELECTIONS]
+    for job in jobs:
+        results[job.name] = {'indices': job.indices, 'repeats': [],
+                             'params': params.get(job.name.removesuffix('_masked'))}
+    for repeat in range(repeats):  # interleaved: drifts of the machine's load hit all alike
         for job in jobs:
-            results[job.name] = {'indices': job.indices, 'repeats': [],
-                                 'params': params.get(job.name.removesuffix('_masked'))}
-        for repeat in range(repeats):  # interleaved: drifts of the machine's load hit all alike
-            for job in jobs:
-                results[job.name]['repeats'].append(runner.run(job, repeat))
+            results[job.name]['repeats'].append(runner.run(job, repeat))
     return results
 
 
-def _selections(records, config, scorer, own: List[int], count: int
+def _selections(records, config, own: List[int], match: str
                 ) -> Tuple[Dict[str, List[int]], Dict[str, Any]]:
-    """Return each selection's frame indices at ``count`` keyframes, and their parameters."""
+    """Return each selection's frame indices, and the parameters that gave them.
+
+    ``match`` 'orbslam': every selection at the count of ORB-SLAM3's own keyframes (``own``),
+    the semantic policy's ``min_shared_features`` searched for it; 'policy': the keyframe
+    configuration as it is, and the baselines at its count (ORB-SLAM3's own set as it is).
+    """
     n = len(records)
-    count = max(1, min(count, n))
     static = PairCache(OrbMatcher(n_features=config['orb_features']),
                        [r.static_features for r in records])
-    semantic, semantic_params = offline.matched_policy(config, records, static, count)
+    if match == 'policy':
+        policy = KeyframePolicy.from_config(config, overlap=static.inliers)
+        decisions = policy.run([r.stamp_ns for r in records], [r.score for r in records],
+                               features=range(n))
+        semantic = [d.index for d in decisions]
+        semantic_params = {'min_shared_features': config['min_shared_features'],
+                           'exact': True}
+        count = len(semantic)
+    else:
+        count = max(1, min(len(own), n))
+        semantic, semantic_params = offline.matched_policy(config, records, static, count)
     seconds = (records[-1].stamp_ns - records[0].stamp_ns) / 1e9
     interval = max(1, round((n - 1) / seconds)) if seconds > 0 else 1
     max_interval, interval_params = offline.matched_max_interval(
@@ -318,7 +338,8 @@ def _reports(args, command, sequence, records, results, vocabulary, camera, rate
             'scores': offline.selection_metrics([(records, entry['indices'])], num_classes)}
     summary = {'command': command, 'data_root': str(args.data_root), 'split': args.split,
                'sequence': sequence, 'frames': len(records), 'rate_hz': rate,
-               'labels': args.labels, 'repeats': args.repeats, 'vocabulary': str(vocabulary),
+               'labels': args.labels, 'repeats': args.repeats, 'match': args.match,
+               'vocabulary': str(vocabulary),
                'camera': camera.camera_info_fields(), 'orb_features': args.orb_features,
                'methods': methods, 'config': config}
     return _markdown(summary), summary
@@ -336,7 +357,11 @@ def _markdown(summary: Dict[str, Any]) -> str:
              f'`{summary["command"]}`', '',
              f'{summary["frames"]} frames at {summary["rate_hz"]:.1f} Hz, fed at that pace; '
              f'{summary["repeats"]} repeats per method (mean ± standard deviation, (min-max)); '
-             f'labels: {summary["labels"]}; vocabulary {Path(summary["vocabulary"]).name}.', '',
+             f'labels: {summary["labels"]}; vocabulary {Path(summary["vocabulary"]).name}. '
+             + ("Every selection has the count of ORB-SLAM3's own keyframes (its median "
+                'repeat fed every frame).' if summary['match'] == 'orbslam' else
+                'The semantic policy as configured; uniform and max interval at its count.'),
+             '',
              '| method | frames fed | initialised | init. frame | tracked | localised % | '
              'map keyframes | points/frame | semantic | sharpness | dynamic |',
              '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
