@@ -67,6 +67,10 @@ ARGUMENTS = (
      "keyframe node's ~/keyframe_image: camera pose, path and tracking state."),
     ('camera_info_topic', '/camera/camera_info',
      "With slam:=true: the camera's sensor_msgs/CameraInfo topic (ORB-SLAM3's intrinsics)."),
+    ('slam_mask_dynamic', 'true',
+     'With slam:=true: paint the dynamic classes (segmentation label mask) out of the frames '
+     'ORB-SLAM3 sees (measured in docs/orbslam2.md: earlier initialisation, more frames '
+     'tracked).'),
     ('slam_vocabulary', '',
      'With slam:=true: ORB vocabulary file (ORBvoc.txt); empty: $PYORBSLAM3_VOCAB, else one '
      "built from the package's sample frames (to try it only)."),
@@ -106,9 +110,12 @@ def _nodes(context):
                                    'slam_vocabulary')
         nodes.append(Node(
             package=PACKAGE, executable='orbslam3_node', name=ORBSLAM3_NODE,
-            namespace=namespace, parameters=[{'vocabulary': vocabulary}],
+            namespace=namespace,
+            parameters=[{'vocabulary': vocabulary,
+                         'mask_dynamic': _flag(context, 'slam_mask_dynamic')}],
             remappings=[('image', f'{KEYFRAME_NODE}/keyframe_image'),
-                        ('camera_info', LaunchConfiguration('camera_info_topic'))],
+                        ('camera_info', LaunchConfiguration('camera_info_topic')),
+                        ('label_mask', f'{SEGMENTATION_NODE}/label_mask')],
             output='screen', additional_env=PLAIN_LOG_ENV))
     return nodes
 

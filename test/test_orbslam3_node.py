@@ -9,6 +9,7 @@ from builtin_interfaces.msg import Time
 import cv2
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Path as PathMsg
+import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
@@ -116,6 +117,13 @@ def test_poses_path_and_state_from_the_sample_frames_and_bad_input_survived(tmp_
         assert values['level'] in (b'\x01', 1)  # WARN: inputs were dropped
         log = node.log()
         assert 'bogus8' in log and 'runs with the 480x360 camera it started with' in log
+
+        resets = int(values['map_resets'])
+        start = time.monotonic()
+        images.publish(_frame(IMAGES[0], last - 10.0))  # a bag restarted: a new map
+        values = _values(probe, start, lambda v: int(v['frames']) >= len(IMAGES) + 3)
+        assert int(values['map_resets']) == resets + 1 and int(values['path_length']) <= 1
+        assert 'resetting ORB-SLAM3 (a new map)' in node.log()
         node.signal(signal.SIGINT)
         assert_clean_exit(node, node.wait_exit(60))
     finally:
@@ -131,3 +139,44 @@ def test_a_missing_vocabulary_stops_the_node_with_one_line(tmp_path):
     log = node.log()
     assert 'invalid parameter vocabulary' in log and 'none.txt: vocabulary file not found' in log
     assert 'Traceback' not in log
+
+
+def test_mask_dynamic_matches_label_masks_by_stamp_and_refuses_a_mask_of_another_size(
+        tmp_path):
+    """mask_dynamic: each image is tracked once the label mask of its stamp came (in either
+    order); a mask of another size than its image drops the frame, counted."""
+    from semseg_ros.messages.conversions import mono8_to_image_fields
+    node = NodeProcess(tmp_path, 'orbslam3_masked', [
+        '-r', f'image:={IMAGE}', '-r', f'camera_info:={INFO}', '-r',
+        'label_mask:=/test_slam/label_mask', '-p', 'mask_dynamic:=true'], module=MODULE)
+    probe = Probe('orbslam3_mask_probe')
+    try:
+        node.wait_for_log('dynamic classes painted out')
+        images = probe.publisher(type(_frame(IMAGES[0], 0.0)), IMAGE, RELIABLE)
+        masks = probe.publisher(type(_frame(IMAGES[0], 0.0)), '/test_slam/label_mask',
+                                RELIABLE)
+        infos = probe.publisher(CameraInfo, INFO, 10)
+        infos.publish(_camera_info())
+        time.sleep(0.5)
+        labels_dir = samples_dir() / 'camvid_0016E5' / 'labels'
+        for i, path in enumerate(IMAGES[:6]):
+            labels = cv2.imread(str(labels_dir / (path.stem + '.png')), cv2.IMREAD_UNCHANGED)
+            image, mask = _frame(path, i / 15.0), image_msg(mono8_to_image_fields(labels),
+                                                            _stamp(i / 15.0))
+            for publisher, message in ((images, image), (masks, mask))[::1 if i % 2 else -1]:
+                publisher.publish(message)
+            if i == 0:
+                node.wait_for_log('ORB-SLAM3 ready')
+            time.sleep(1 / 15.0)
+        start = time.monotonic()
+        masks.publish(image_msg(mono8_to_image_fields(np.zeros((180, 240), np.uint8)),
+                                _stamp(1.0)))
+        images.publish(_frame(IMAGES[7], 1.0))
+        values = _values(probe, start, lambda v: int(v['dropped_bad_size']) >= 1)
+        assert int(values['frames']) == 6 and int(values['dropped_failed']) == 0, values
+        assert 'its label mask is 240x180, the image 480x360' in node.log()
+        node.signal(signal.SIGINT)
+        assert_clean_exit(node, node.wait_exit(60))
+    finally:
+        probe.close()
+        node.signal(signal.SIGKILL)

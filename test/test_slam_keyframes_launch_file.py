@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'slam_keyframes.launch.py'
 EXPECTED_ARGUMENTS = {'image_topic', 'namespace', 'model', 'segmentation_config',
                       'keyframe_config', 'use_image', 'use_confidence', 'single_process',
-                      'slam', 'camera_info_topic', 'slam_vocabulary'}
+                      'slam', 'camera_info_topic', 'slam_vocabulary', 'slam_mask_dynamic'}
 
 
 def _tree():
@@ -47,7 +47,7 @@ def test_arguments_are_declared_with_descriptions_and_boolean_defaults():
     assert set(arguments) == EXPECTED_ARGUMENTS and len(table.elts) == len(arguments)
     for name, (_, description) in arguments.items():
         assert len(description) > 30, f'argument {name} has no real description'
-    for flag in ('use_image', 'use_confidence', 'single_process', 'slam'):
+    for flag in ('use_image', 'use_confidence', 'single_process', 'slam', 'slam_mask_dynamic'):
         assert ast.literal_eval(arguments[flag][0]) in ('true', 'false')
     assert ast.literal_eval(arguments['single_process'][0]) == 'false'
     assert ast.literal_eval(arguments['slam'][0]) == 'false'  # ORB-SLAM3 is optional (GPL)
@@ -115,13 +115,17 @@ def test_orbslam3_node_maps_the_keyframe_images_with_the_camera_info():
                 'orbslam3_node')
     assert constants[call['name'].id] == 'orbslam3_node'
     remaps = {ast.literal_eval(pair.elts[0]): pair.elts[1] for pair in call['remappings'].elts}
-    assert set(remaps) == {'image', 'camera_info'}
-    text = ''.join(constants[v.value.id] if isinstance(v, ast.FormattedValue) else v.value
-                   for v in remaps['image'].values)
-    assert text == 'keyframe_node/keyframe_image'
+    assert set(remaps) == {'image', 'camera_info', 'label_mask'}
+    for topic, expected in (('image', 'keyframe_node/keyframe_image'),
+                            ('label_mask', 'segmentation_node/label_mask')):
+        text = ''.join(constants[v.value.id] if isinstance(v, ast.FormattedValue) else v.value
+                       for v in remaps[topic].values)
+        assert text == expected
     assert ast.unparse(remaps['camera_info']) == "LaunchConfiguration('camera_info_topic')"
     assert "optional_file(LaunchConfiguration('slam_vocabulary').perform(context)" in \
         ast.unparse(tree)
     from semseg_ros.nodes.orbslam3_node import NODE_PARAMETERS
     parameters = ast.unparse(call['parameters'])
     assert "'vocabulary'" in parameters and 'vocabulary' in NODE_PARAMETERS
+    assert "'mask_dynamic': _flag(context, 'slam_mask_dynamic')" in parameters
+    assert 'mask_dynamic' in NODE_PARAMETERS

@@ -251,6 +251,8 @@ class OrbSlam3Node(Node):
                     f'image stamps jumped back by {(self._last_stamp - stamp) / 1e9:.3f} s: '
                     'resetting ORB-SLAM3 (a new map)')
                 self.slam.reset()
+                self.counts['map_resets'] += 1
+                self._was_tracking = False
                 self._restart_path()
             else:
                 self._drop('stamp_back', f'dropped the image stamped {stamp} ns: not after the '
