@@ -149,3 +149,18 @@ def test_semseg_slam_vocabulary_writes_a_vocabulary_orbslam3_loads(samples, tmp_
          str(samples), '--split', 'nosuch', '--out', str(out)], cwd=REPO,
         capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and 'nosuch.txt not found' in missing.stderr
+
+
+def test_a_failed_orbslam3_run_is_recorded_as_failed_with_its_log(files, tmp_path):
+    """A run whose process fails (here: no vocabulary) counts as not initialised, nothing
+    tracked, with the error naming its log; the evaluation goes on."""
+    from semseg_ros.slam.evaluate import Job, Runner
+    done = []
+    runner = Runner(tmp_path, tmp_path / 'missing_voc.txt', files[1], IMAGES[:3],
+                    [0.0, 1 / RATE, 2 / RATE], None, 0.1, lambda: done.append(1))
+    result = runner.run(Job('uniform', [0, 1, 2]), 0)
+    assert result['initialised_at'] is None and result['tracked'] == 0
+    assert result['localised'] == 0.0 and result['keyframes'] == 0
+    log = tmp_path / 'logs' / 'uniform_1.log'
+    assert str(log) in result['error'] and 'missing_voc.txt' in log.read_text()
+    assert done == [1]

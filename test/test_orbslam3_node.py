@@ -2,6 +2,7 @@
 at 15 Hz in, camera poses, the path and the tracking state out; bad input survived; Ctrl-C
 shuts ORB-SLAM3 down cleanly. Skipped without the optional ``[slam]`` extra."""
 
+import contextlib
 import signal
 import time
 
@@ -48,6 +49,20 @@ def _frame(path, seconds: float, encoding: str = 'rgb8'):
     return image_msg(rgb_to_image_fields(rgb, encoding), _stamp(seconds))
 
 
+@contextlib.contextmanager
+def _running(tmp_path, label, ros_args):
+    """Run the node and a probe; on leaving, SIGINT must end the node cleanly (exit 0)."""
+    node = NodeProcess(tmp_path, label, ros_args, module=MODULE)
+    probe = Probe(f'{label}_probe')
+    try:
+        yield node, probe
+        node.signal(signal.SIGINT)
+        assert_clean_exit(node, node.wait_exit(60))
+    finally:
+        probe.close()
+        node.signal(signal.SIGKILL)
+
+
 def _values(probe, after, predicate, timeout=30.0):
     return probe.diagnostics(NODE, after, predicate, timeout=timeout)
 
@@ -57,10 +72,8 @@ def test_poses_path_and_state_from_the_sample_frames_and_bad_input_survived(tmp_
     the node publishes a pose per tracked frame (the frame's stamp) and the path; wrong
     encodings, another size and a stamp going back are dropped and counted, and a later frame
     is still tracked; SIGINT ends the node with 0 and no traceback."""
-    node = NodeProcess(tmp_path, 'orbslam3', ['-r', f'image:={IMAGE}', '-r',
-                                              f'camera_info:={INFO}'], module=MODULE)
-    probe = Probe('orbslam3_probe')
-    try:
+    with _running(tmp_path, 'orbslam3', ['-r', f'image:={IMAGE}', '-r',
+                                         f'camera_info:={INFO}']) as (node, probe):
         probe.subscribe(PoseStamped, f'{NODE}/pose', RELIABLE)
         probe.subscribe(PathMsg, f'{NODE}/path', RELIABLE)
         node.wait_for_log('ORB-SLAM3 (pyorbslam3, GPL-3.0) on /test_slam/image')
@@ -124,11 +137,6 @@ def test_poses_path_and_state_from_the_sample_frames_and_bad_input_survived(tmp_
         values = _values(probe, start, lambda v: int(v['frames']) >= len(IMAGES) + 3)
         assert int(values['map_resets']) == resets + 1 and int(values['path_length']) <= 1
         assert 'resetting ORB-SLAM3 (a new map)' in node.log()
-        node.signal(signal.SIGINT)
-        assert_clean_exit(node, node.wait_exit(60))
-    finally:
-        probe.close()
-        node.signal(signal.SIGKILL)
 
 
 def test_a_missing_vocabulary_stops_the_node_with_one_line(tmp_path):
@@ -146,11 +154,9 @@ def test_mask_dynamic_matches_label_masks_by_stamp_and_refuses_a_mask_of_another
     """mask_dynamic: each image is tracked once the label mask of its stamp came (in either
     order); a mask of another size than its image drops the frame, counted."""
     from semseg_ros.messages.conversions import mono8_to_image_fields
-    node = NodeProcess(tmp_path, 'orbslam3_masked', [
-        '-r', f'image:={IMAGE}', '-r', f'camera_info:={INFO}', '-r',
-        'label_mask:=/test_slam/label_mask', '-p', 'mask_dynamic:=true'], module=MODULE)
-    probe = Probe('orbslam3_mask_probe')
-    try:
+    with _running(tmp_path, 'orbslam3_masked', [
+            '-r', f'image:={IMAGE}', '-r', f'camera_info:={INFO}', '-r',
+            'label_mask:=/test_slam/label_mask', '-p', 'mask_dynamic:=true']) as (node, probe):
         node.wait_for_log('dynamic classes painted out')
         images = probe.publisher(type(_frame(IMAGES[0], 0.0)), IMAGE, RELIABLE)
         masks = probe.publisher(type(_frame(IMAGES[0], 0.0)), '/test_slam/label_mask',
@@ -175,8 +181,3 @@ def test_mask_dynamic_matches_label_masks_by_stamp_and_refuses_a_mask_of_another
         values = _values(probe, start, lambda v: int(v['dropped_bad_size']) >= 1)
         assert int(values['frames']) == 6 and int(values['dropped_failed']) == 0, values
         assert 'its label mask is 240x180, the image 480x360' in node.log()
-        node.signal(signal.SIGINT)
-        assert_clean_exit(node, node.wait_exit(60))
-    finally:
-        probe.close()
-        node.signal(signal.SIGKILL)
