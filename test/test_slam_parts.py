@@ -197,3 +197,38 @@ def test_poses_become_unit_quaternions_of_the_same_rotation():
     assert quaternion == (0.0, 0.0, 0.0, 1.0)
     with pytest.raises(ValueError, match='finite 4x4'):
         matrix_to_pose(np.eye(3))
+
+
+def test_selections_match_orbslam3s_count_or_take_the_policy_as_it_is(samples):
+    """'orbslam': every selection has ORB-SLAM3's keyframe count (the semantic policy's
+    threshold searched for it); 'policy': the configuration as it is, baselines at its count.
+    The mapping profile starts with its initial keyframes."""
+    import argparse
+    from tqdm import tqdm
+    from semseg_ros.keyframes import offline
+    from semseg_ros.keyframes.matching import OrbMatcher
+    from semseg_ros.keyframes.scoring import KeyframeScorer
+    from semseg_ros.slam.evaluate import _selections, median_repeat, stamps_to_indices
+    config = offline.keyframe_configuration(config_dir() / 'keyframes_mapping.yaml', [])
+    frames = offline.order_sequences(offline.read_split(samples, 'val'))['0016E5']
+    labeller = offline.FrameLabeller(argparse.Namespace(labels='ground-truth'), 'camvid')
+    matcher = OrbMatcher(n_features=config['orb_features'])
+    with tqdm(disable=True) as bar:
+        records = offline.score_sequence(samples, frames, KeyframeScorer(config), labeller,
+                                         30.0, 32, 0.0, bar, (matcher, matcher))
+    own = [0, 5, 9, 12, 17, 20, 25, 30, 38, 44]  # ORB-SLAM3's keyframes, say
+    chosen, params = _selections(records, config, own, 'orbslam')
+    assert chosen['orbslam'] == own
+    assert len(chosen['uniform']) == len(chosen['max_interval']) == len(own)
+    assert len(chosen['semantic']) == len(own) or not params['semantic']['exact']
+    assert chosen['semantic'][:config['initial_keyframes']] == list(range(7))
+    policy_chosen, policy_params = _selections(records, config, own, 'policy')
+    count = len(policy_chosen['semantic'])
+    assert policy_params['semantic'] == {'min_shared_features': 250, 'exact': True}
+    assert len(policy_chosen['uniform']) == len(policy_chosen['max_interval']) == count
+    assert policy_chosen['semantic'][:7] == list(range(7)) and count > 7
+    # ORB-SLAM3's keyframe stamps map to frame indices; the median repeat by keyframe count.
+    stamps = [i / 15 for i in range(10)]
+    assert stamps_to_indices([0.0, 0.1999, 0.2, 0.6], stamps) == [0, 3, 9]
+    repeats = [{'keyframe_indices': [0] * n} for n in (5, 2, 9, 4)]
+    assert median_repeat(repeats) == 3  # counts 2 4 5 9: the lower median, 4
