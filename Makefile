@@ -22,6 +22,8 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	# The optional ORB-SLAM3 part (GPL-3.0), so that its tests run: setup.py's slam extra.
+	$(PY) -m pip install --quiet --no-build-isolation -e '.[slam]'
 	touch $(STAMP)
 
 # Everything (CI): real DDS, training, colcon build; about 7 minutes on 2 cores.

@@ -37,13 +37,16 @@ setup(
     description='Real-time semantic segmentation and semantic keyframe selection for ROS 2.',
     license='Apache-2.0',
     # colcon test runs pytest for packages that declare it here (not in tests_require).
-    extras_require={'test': ['pytest']},
+    # slam: ORB-SLAM3 in the loop (semseg slam, the orbslam3_node). pyorbslam3 bundles ORB-SLAM3,
+    # Pangolin and a private OpenCV under GPL-3.0; only semseg_ros/slam/orbslam3.py imports it.
+    extras_require={'test': ['pytest'], 'slam': ['pyorbslam3==0.1.1']},
     entry_points={
         'console_scripts': [
             'semseg = semseg_ros.cli:main',
             'segmentation_node = semseg_ros.nodes.segmentation_node:main',
             'keyframe_node = semseg_ros.nodes.keyframe_node:main',
             'keyframe_pipeline = semseg_ros.nodes.pipeline:main',
+            'orbslam3_node = semseg_ros.nodes.orbslam3_node:main',
         ],
     },
 )

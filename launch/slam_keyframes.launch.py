@@ -11,6 +11,14 @@ camera itself for the image-quality terms; it publishes ~/scores, ~/keyframe,
 on one executor (the keyframe_pipeline executable; rclpy has no composable
 nodes), so masks and images do not cross DDS.
 
+With slam:=true an ORB-SLAM3 node (the optional ``[slam]`` extra: pyorbslam3, GPL-3.0) maps
+the keyframe node's ~/keyframe_image with the intrinsics of camera_info_topic, and publishes
+the camera pose (orbslam3_node/pose), the path (orbslam3_node/path) and its tracking state on
+/diagnostics:
+
+    ros2 launch semseg_ros slam_keyframes.launch.py image_topic:=/camera/image_raw \\
+        slam:=true camera_info_topic:=/camera/camera_info slam_vocabulary:=/path/ORBvoc.txt
+
 Stop it with Ctrl-C (SIGINT): a SIGTERM to ``ros2 launch`` leaves the nodes running
 (ros2/launch#666).
 """
@@ -27,6 +35,8 @@ from semseg_ros.nodes.launch_arguments import (flag, optional_file, parameters_f
 PACKAGE = 'semseg_ros'
 SEGMENTATION_NODE = 'segmentation_node'
 KEYFRAME_NODE = 'keyframe_node'
+ORBSLAM3_NODE = 'orbslam3_node'
+MAPPING_PROFILE = '/config/keyframes_mapping.yaml'
 
 ARGUMENTS = (
     ('image_topic', '/camera/image_raw',
@@ -41,7 +51,8 @@ ARGUMENTS = (
      'to your own; a missing file stops the launch.'),
     ('keyframe_config', '',
      'Keyframe configuration in config/keyframes.yaml format (scoring weights, gaps, '
-     'window); empty: the shipped one.'),
+     'window); empty: the shipped one (keyframes.yaml, the place-memory profile; with '
+     'slam:=true keyframes_mapping.yaml, the mapping profile).'),
     ('use_image', 'true',
      'true: the keyframe node also reads the camera (visual-overlap keyframes, sharpness and '
      'exposure terms, ~/keyframe_image); false: label masks only (score-window rule).'),
@@ -51,6 +62,18 @@ ARGUMENTS = (
     ('single_process', 'false',
      'true: run both nodes in one process (keyframe_pipeline); '
      'false: two processes.'),
+    ('slam', 'false',
+     'true: also run ORB-SLAM3 (orbslam3_node, the optional [slam] extra, GPL-3.0) on the '
+     "keyframe node's ~/keyframe_image: camera pose, path and tracking state."),
+    ('camera_info_topic', '/camera/camera_info',
+     "With slam:=true: the camera's sensor_msgs/CameraInfo topic (ORB-SLAM3's intrinsics)."),
+    ('slam_mask_dynamic', 'true',
+     'With slam:=true: paint the dynamic classes (segmentation label mask) out of the frames '
+     'ORB-SLAM3 sees (measured in docs/orbslam2.md: earlier initialisation, more frames '
+     'tracked).'),
+    ('slam_vocabulary', '',
+     'With slam:=true: ORB vocabulary file (ORBvoc.txt); empty: $PYORBSLAM3_VOCAB, else one '
+     "built from the package's sample frames (to try it only)."),
 )
 
 
@@ -71,11 +94,35 @@ def _nodes(context):
     segmentation = {'publish_confidence': use_confidence, 'output_resolution': 'input'}
     if model:
         segmentation['model'] = model
-    keyframe = {'config_file': optional_file(
-                    LaunchConfiguration('keyframe_config').perform(context), 'keyframe_config'),
-                'use_image': _flag(context, 'use_image'), 'use_confidence': use_confidence}
+    keyframe_config = optional_file(LaunchConfiguration('keyframe_config').perform(context),
+                                    'keyframe_config')
+    if not keyframe_config and _flag(context, 'slam'):
+        # ORB-SLAM3 maps the keyframe stream: the mapping profile (docs/orbslam2.md).
+        keyframe_config = FindPackageShare(PACKAGE).perform(context) + MAPPING_PROFILE
+    keyframe = {'config_file': keyframe_config, 'use_image': _flag(context, 'use_image'),
+                'use_confidence': use_confidence}
     if not keyframe['use_image']:
         keyframe['min_shared_features'] = 0  # the visual overlap needs the camera images
+    nodes = _segmentation_and_keyframes(context, image_topic, namespace, config, segmentation,
+                                        keyframe)
+    if _flag(context, 'slam'):
+        vocabulary = optional_file(LaunchConfiguration('slam_vocabulary').perform(context),
+                                   'slam_vocabulary')
+        nodes.append(Node(
+            package=PACKAGE, executable='orbslam3_node', name=ORBSLAM3_NODE,
+            namespace=namespace,
+            parameters=[{'vocabulary': vocabulary,
+                         'mask_dynamic': _flag(context, 'slam_mask_dynamic')}],
+            remappings=[('image', f'{KEYFRAME_NODE}/keyframe_image'),
+                        ('camera_info', LaunchConfiguration('camera_info_topic')),
+                        ('label_mask', f'{SEGMENTATION_NODE}/label_mask')],
+            output='screen', additional_env=PLAIN_LOG_ENV))
+    return nodes
+
+
+def _segmentation_and_keyframes(context, image_topic, namespace, config, segmentation,
+                                keyframe):
+    """Return the segmentation and keyframe node actions (one process or two)."""
     if _flag(context, 'single_process'):
         # No name: `-r __node:=` would rename both nodes of the process. Dict parameters of an
         # unnamed node go to `/**`, which both nodes read (each only declares its own).
@@ -101,7 +148,7 @@ def _nodes(context):
 
 
 def generate_launch_description():
-    """Declare the arguments and start the two nodes (two processes or one)."""
+    """Declare the arguments and start the nodes (two processes or one; ORB-SLAM3 too)."""
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=description)
           for name, default, description in ARGUMENTS),

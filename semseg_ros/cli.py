@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     'train': ('semseg_ros.commands.train', 'train a network on CamVid, Cityscapes or a folder'),
     'eval': ('semseg_ros.commands.eval', 'evaluate a network: mIoU, per-class IoU, plots'),
     'keyframes': ('semseg_ros.commands.keyframes', 'select keyframes offline over a sequence'),
+    'slam': ('semseg_ros.commands.slam', 'map keyframe selections with a real ORB-SLAM3 '
+             "(optional, GPL-3.0: pip install '.[slam]'); build its vocabulary"),
     'bag': ('semseg_ros.commands.bag', 'make, process and replay rosbag2 bags'),
     'demo': ('semseg_ros.commands.demo', 'replay the bundled CamVid frames live through both '
              'nodes and report'),

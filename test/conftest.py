@@ -30,8 +30,9 @@ def pytest_unconfigure(config):
 # for minutes, are marked here, in one place; single tests elsewhere carry the marker.
 DDS_MODULES = {'test_segmentation_node', 'test_keyframe_node', 'test_keyframe_pipeline',
                'test_launch_segmentation', 'test_launch_slam_keyframes', 'test_bench_node',
-               'test_demo'}
-SLOW_MODULES = {'test_colcon_build', 'test_training', 'test_int8', 'test_orbslam2_gate'}
+               'test_demo', 'test_orbslam3_node', 'test_slam_pipeline'}
+SLOW_MODULES = {'test_colcon_build', 'test_training', 'test_int8', 'test_orbslam2_gate',
+                'test_orbslam3'}
 
 
 def pytest_collection_modifyitems(config, items):

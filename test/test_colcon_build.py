@@ -55,7 +55,7 @@ def _colcon(workspace, *args, timeout=600):
 
 def test_executables_launch_and_config_are_installed(workspace):
     """Executables go to lib/semseg_ros, launch/ and config/ to share/semseg_ros."""
-    for executable in ('segmentation_node', 'keyframe_node', 'semseg'):
+    for executable in ('segmentation_node', 'keyframe_node', 'orbslam3_node', 'semseg'):
         assert (workspace / 'lib' / 'semseg_ros' / executable).is_file(), executable
     share = workspace / 'share' / 'semseg_ros'
     assert (share / 'package.xml').is_file() and (share / 'LICENSE').is_file()

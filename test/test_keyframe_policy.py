@@ -398,3 +398,33 @@ def test_camvid_sequence_end_to_end(samples):
     assert len(decisions) >= 3
     check_gaps(policy, decisions, stamps)
     assert max_interval_selection(scores, 8) == list(range(0, 30, 8))
+
+
+def test_initial_keyframes_take_the_first_frames_then_the_overlap_rule_goes_on():
+    """initial_keyframes N: frames 0..N-1 are keyframes at once ('first', then 'initial'), the
+    minimum gap still holds, and the overlap rule decides the rest as without them."""
+    shared = {}
+
+    def overlap(a, b):  # frames share 100 - 10 per frame of distance
+        return shared.setdefault((a, b), 100 - 10 * abs(a - b))
+
+    stamps = [i * 66_666_667 for i in range(30)]
+    scores = [frame() for _ in stamps]
+    plain = KeyframePolicy(min_gap_frames=1, max_gap_frames=900, min_gap_s=0.0, max_gap_s=30.0,
+                           window_frames=0, min_shared_features=55, overlap=overlap)
+    burst = KeyframePolicy(min_gap_frames=1, max_gap_frames=900, min_gap_s=0.0, max_gap_s=30.0,
+                           window_frames=0, min_shared_features=55, overlap=overlap,
+                           initial_keyframes=5)
+    base = [d.index for d in plain.run(stamps, scores, features=list(range(30)))]
+    decisions = burst.run(stamps, scores, features=list(range(30)))
+    assert [d.reason for d in decisions[:5]] == ['first'] + ['initial'] * 4
+    assert [d.index for d in decisions[:5]] == [0, 1, 2, 3, 4]
+    assert base[:2] == [0, 4]  # frames 4 apart share 60, 5 apart 50
+    assert [d.index for d in decisions[5:]] == [i + 4 for i in base[1:] if i + 4 < 30]
+    gapped = KeyframePolicy(min_gap_frames=2, max_gap_frames=900, min_gap_s=0.0,
+                            max_gap_s=30.0, window_frames=0, min_shared_features=55,
+                            overlap=overlap, initial_keyframes=5)
+    assert [d.index for d in gapped.run(stamps, scores, features=list(range(30)))][:3] == \
+        [0, 2, 4]
+    with pytest.raises(ValueError, match='initial_keyframes must be an integer >= 0'):
+        KeyframePolicy(initial_keyframes=-1)

@@ -22,12 +22,18 @@ ALLOWED = {
     'data': _INFERENCE | {'data'},
     'training': _INFERENCE | {'data', 'training'},
     'bags': _INFERENCE | {'data', 'keyframes', 'bags'},
-    'nodes': _INFERENCE | {'keyframes', 'data', 'bags', 'nodes'},
-    'live': _INFERENCE | {'keyframes', 'data', 'bags', 'nodes', 'live'},
-    'commands': _INFERENCE | {'keyframes', 'data', 'training', 'bags', 'nodes', 'live',
+    # ORB-SLAM3 in the loop (optional): beside bags/, below nodes/ and commands/.
+    'slam': _INFERENCE | {'keyframes', 'data', 'slam'},
+    'nodes': _INFERENCE | {'keyframes', 'data', 'bags', 'slam', 'nodes'},
+    'live': _INFERENCE | {'keyframes', 'data', 'bags', 'slam', 'nodes', 'live'},
+    'commands': _INFERENCE | {'keyframes', 'data', 'training', 'bags', 'slam', 'nodes', 'live',
                               'commands'},
 }
-PURE_LAYERS = ['models', 'core', 'export', 'messages', 'keyframes', 'data', 'training', 'bags']
+PURE_LAYERS = ['models', 'core', 'export', 'messages', 'keyframes', 'data', 'training', 'bags',
+               'slam']
+# The modules that import an optional dependency (ORB-SLAM3's pyorbslam3, GPL-3.0): nothing
+# else imports them, and the rest of the package imports without the dependency.
+OPTIONAL_MODULES = {'pyorbslam3': {'semseg_ros.slam.orbslam3', 'semseg_ros.nodes.orbslam3_node'}}
 
 
 def _package_imports(path):
@@ -73,13 +79,20 @@ def test_only_the_dispatcher_imports_commands():
             f'{path.relative_to(ROOT)} imports semseg_ros.commands'
 
 
-def test_core_imports_no_rclpy():
-    """Importing every pure layer, module by module, never loads rclpy."""
+def _module_names(layers):
+    """Return the dotted names of the modules of ``layers``, but the optional ones."""
+    optional = set().union(*OPTIONAL_MODULES.values())
     modules = []
-    for layer in PURE_LAYERS:
+    for layer in layers:
         for path in sorted((PACKAGE / layer).rglob('*.py')):
             rel = path.relative_to(ROOT).with_suffix('')
             modules.append('.'.join(rel.parts).removesuffix('.__init__'))
+    return [m for m in modules if m not in optional]
+
+
+def test_core_imports_no_rclpy():
+    """Importing every pure layer, module by module, never loads rclpy."""
+    modules = _module_names(PURE_LAYERS)
     code = ('import importlib, sys\n'
             f'for name in {modules!r}:\n'
             '    importlib.import_module(name)\n'
@@ -91,3 +104,46 @@ def test_core_imports_no_rclpy():
     assert result.returncode == 0, \
         f'core imported rclpy or failed:\n{result.stdout}{result.stderr}'
     assert len(modules) > 5
+
+
+def test_optional_dependencies_are_imported_only_where_declared():
+    """pyorbslam3 is imported by its one module (and the node built on it) only: no other module
+    imports it or them at module level (a command or the docs generator may, when asked, in a
+    function), and importing every other module of the package never loads it."""
+    for dependency, owners in OPTIONAL_MODULES.items():
+        for path in sorted(PACKAGE.rglob('*.py')):
+            rel = path.relative_to(ROOT).with_suffix('')
+            name = '.'.join(rel.parts).removesuffix('.__init__')
+            tree = ast.parse(path.read_text(), str(path))
+            imported = set()
+            for node in _module_level(tree):
+                if isinstance(node, ast.Import):
+                    imported.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    imported.add(node.module)
+                    imported.update(f'{node.module}.{alias.name}' for alias in node.names)
+            if name in owners:
+                continue
+            assert dependency not in {i.split('.')[0] for i in imported}, \
+                f'{rel} imports {dependency}'
+            assert not (imported & owners), f'{rel} imports {sorted(imported & owners)}'
+        modules = _module_names(list(ALLOWED)) + ['semseg_ros.cli']
+        code = ('import importlib, sys\n'
+                f'for name in {modules!r}:\n'
+                '    importlib.import_module(name)\n'
+                f'sys.exit(1 if {dependency!r} in sys.modules else 0)\n')
+        result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, \
+            f'importing the package loaded {dependency}:\n{result.stdout}{result.stderr}'
+
+
+def _module_level(tree):
+    """Yield the nodes of a module outside function bodies (what runs on import)."""
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))

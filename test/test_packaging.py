@@ -21,7 +21,8 @@ ROSDEP_KEYS = {
     'rosbags': 'python3-rosbags-pip', 'onnx': 'python3-onnx-pip',
     'onnxscript': 'python3-onnxscript-pip', 'pytest': 'python3-pytest',
     **{name: name for name in ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs',
-                               'diagnostic_msgs', 'builtin_interfaces', 'launch',
+                               'diagnostic_msgs', 'geometry_msgs', 'nav_msgs',
+                               'builtin_interfaces', 'launch',
                                'launch_ros', 'launch_testing')},
 }
 # What test/test_lint.py runs (the flake8 plugins are loaded, not imported).
@@ -33,7 +34,10 @@ OWN_KEYS = {'python3-onnx-pip', 'python3-onnxscript-pip'}
 # chosen by name, refused with a message when the runtime is missing; a benchmark script).
 # requirements.txt installs them into the venv, so the tests cover them; package.xml leaves
 # them out, so that rosdep does not put them on every robot (a Jetson has no use for them).
-OPTIONAL = {'openvino': 'openvino'}
+OPTIONAL = {'openvino': 'openvino', 'pyorbslam3': 'pyorbslam3'}
+# Optional runtimes under another licence come as a setup.py extra (pip install '.[NAME]'),
+# which the Makefile installs into the venv: PyPI name -> extra.
+EXTRAS = {'pyorbslam3': 'slam'}
 
 
 def imported_modules(*folders):
@@ -89,7 +93,15 @@ def requirement_names(path: Path):
 def test_optional_runtimes_install_into_the_venv_only():
     """An optional runtime is in requirements.txt (the tests run it), not in package.xml, and
     is imported somewhere (else it would install for nothing)."""
-    assert set(OPTIONAL.values()) <= requirement_names(REPO / 'requirements.txt')
+    in_requirements = requirement_names(REPO / 'requirements.txt')
+    assert set(OPTIONAL.values()) - set(EXTRAS) <= in_requirements
+    extras = _setup_extras()
+    makefile = (REPO / 'Makefile').read_text()
+    for name, extra in EXTRAS.items():
+        assert name not in in_requirements, f'{name} is declared twice'
+        assert any(r.split('=')[0].split('<')[0] == name for r in extras.get(extra, [])), \
+            f"setup.py's {extra} extra does not install {name}"
+        assert f"-e '.[{extra}]'" in makefile, f'the Makefile does not install .[{extra}]'
     declared_keys = declared('exec_depend') | declared('test_depend')
     assert not {key for key in declared_keys if any(name in key for name in OPTIONAL)}
     imported = imported_modules('semseg_ros', 'launch', 'test', 'benchmarks')
@@ -115,3 +127,12 @@ def test_license_is_the_one_package_xml_and_setup_py_name():
     assert 'TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION' in text
     assert declared('license') == {'Apache-2.0'}
     assert "license='Apache-2.0'" in (REPO / 'setup.py').read_text()
+
+
+def _setup_extras():
+    """Return setup.py's extras_require (read from its source, not run)."""
+    tree = ast.parse((REPO / 'setup.py').read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.keyword) and node.arg == 'extras_require':
+            return ast.literal_eval(node.value)
+    return {}

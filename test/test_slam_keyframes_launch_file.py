@@ -12,7 +12,8 @@ import re
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'slam_keyframes.launch.py'
 EXPECTED_ARGUMENTS = {'image_topic', 'namespace', 'model', 'segmentation_config',
-                      'keyframe_config', 'use_image', 'use_confidence', 'single_process'}
+                      'keyframe_config', 'use_image', 'use_confidence', 'single_process',
+                      'slam', 'camera_info_topic', 'slam_vocabulary', 'slam_mask_dynamic'}
 
 
 def _tree():
@@ -46,9 +47,10 @@ def test_arguments_are_declared_with_descriptions_and_boolean_defaults():
     assert set(arguments) == EXPECTED_ARGUMENTS and len(table.elts) == len(arguments)
     for name, (_, description) in arguments.items():
         assert len(description) > 30, f'argument {name} has no real description'
-    for flag in ('use_image', 'use_confidence', 'single_process'):
+    for flag in ('use_image', 'use_confidence', 'single_process', 'slam', 'slam_mask_dynamic'):
         assert ast.literal_eval(arguments[flag][0]) in ('true', 'false')
     assert ast.literal_eval(arguments['single_process'][0]) == 'false'
+    assert ast.literal_eval(arguments['slam'][0]) == 'false'  # ORB-SLAM3 is optional (GPL)
     declared = [c for c in ast.walk(tree) if isinstance(c, ast.Call)
                 and getattr(c.func, 'id', None) == 'DeclareLaunchArgument']
     assert declared and all({'default_value', 'description'} <= {k.arg for k in c.keywords}
@@ -59,11 +61,13 @@ def test_executables_exist_in_setup():
     """Both modes start console scripts that setup.py installs."""
     calls = _node_calls(_tree())
     executables = {ast.literal_eval(c['executable']) for c in calls}
-    assert executables == {'segmentation_node', 'keyframe_node', 'keyframe_pipeline'}
+    assert executables == {'segmentation_node', 'keyframe_node', 'keyframe_pipeline',
+                           'orbslam3_node'}
     setup = (ROOT / 'setup.py').read_text()
     scripts = dict(re.findall(r"'(\w+) = (semseg_ros[\w.]+:main)'", setup))
     assert scripts['keyframe_pipeline'] == 'semseg_ros.nodes.pipeline:main'
     assert scripts['keyframe_node'] == 'semseg_ros.nodes.keyframe_node:main'
+    assert scripts['orbslam3_node'] == 'semseg_ros.nodes.orbslam3_node:main'
     assert executables <= set(scripts)
     assert "glob('launch/*.launch.py')" in setup
 
@@ -99,3 +103,29 @@ def test_pipeline_wiring_matches_the_launch_file():
     assert keyframe_wiring() == ['--ros-args',
                                  '-r', 'label_mask:=segmentation_node/label_mask',
                                  '-r', 'confidence:=segmentation_node/confidence']
+
+
+def test_orbslam3_node_maps_the_keyframe_images_with_the_camera_info():
+    """slam:=true: ORB-SLAM3 reads the keyframe node's ~/keyframe_image (relative to the
+    namespace, in both modes the keyframe node is named keyframe_node) and camera_info_topic;
+    the vocabulary argument is checked as an optional file."""
+    tree = _tree()
+    constants = _constants(tree)
+    call = next(c for c in _node_calls(tree) if ast.literal_eval(c['executable']) ==
+                'orbslam3_node')
+    assert constants[call['name'].id] == 'orbslam3_node'
+    remaps = {ast.literal_eval(pair.elts[0]): pair.elts[1] for pair in call['remappings'].elts}
+    assert set(remaps) == {'image', 'camera_info', 'label_mask'}
+    for topic, expected in (('image', 'keyframe_node/keyframe_image'),
+                            ('label_mask', 'segmentation_node/label_mask')):
+        text = ''.join(constants[v.value.id] if isinstance(v, ast.FormattedValue) else v.value
+                       for v in remaps[topic].values)
+        assert text == expected
+    assert ast.unparse(remaps['camera_info']) == "LaunchConfiguration('camera_info_topic')"
+    assert "optional_file(LaunchConfiguration('slam_vocabulary').perform(context)" in \
+        ast.unparse(tree)
+    from semseg_ros.nodes.orbslam3_node import NODE_PARAMETERS
+    parameters = ast.unparse(call['parameters'])
+    assert "'vocabulary'" in parameters and 'vocabulary' in NODE_PARAMETERS
+    assert "'mask_dynamic': _flag(context, 'slam_mask_dynamic')" in parameters
+    assert 'mask_dynamic' in NODE_PARAMETERS

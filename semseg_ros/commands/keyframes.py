@@ -9,7 +9,7 @@ import shlex
 import sys
 from typing import List, Optional
 
-from semseg_ros.commands.options import add_segmenter_options, segmenter_config
+from semseg_ros.commands.options import add_label_options, segmenter_config
 from semseg_ros.keyframes import offline
 
 
@@ -22,13 +22,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--data-root', type=Path, required=True,
                         help='data set folder holding <split>.txt (CamVid layout)')
     parser.add_argument('--split', default='val', help='split list name (default val)')
-    parser.add_argument('--labels', choices=('predicted', 'ground-truth'), default='predicted',
-                        help="'predicted' (default): run the network; 'ground-truth': the data "
-                             "set's label PNGs (checks the selection itself)")
-    # The class set comes with the keyframe configuration (its class_set key).
-    add_segmenter_options(parser, names=['model', 'weights', 'backend', 'device', 'size',
-                                         'threads', 'fp16', 'precision'],
-                          helps={'model': 'Used with --labels predicted.'})
+    add_label_options(parser, ' (checks the selection itself)')
     parser.add_argument('--every', type=int, default=1,
                         help='use every K-th frame of each sequence (default 1)')
     parser.add_argument('--max-frames', type=int, default=None,

@@ -91,6 +91,19 @@ def add_segmenter_options(parser: argparse.ArgumentParser,
                             **dict({'help': text}, **given))
 
 
+def add_label_options(parser: argparse.ArgumentParser, what: str = '') -> None:
+    """Add ``--labels`` (predicted or ground-truth) and the flags of the labelling network.
+
+    The class set comes with the keyframe configuration (its ``class_set`` key).
+    """
+    parser.add_argument('--labels', choices=('predicted', 'ground-truth'), default='predicted',
+                        help="'predicted' (default): run the network; 'ground-truth': the data "
+                             f"set's label PNGs{what}")
+    add_segmenter_options(parser, names=['model', 'weights', 'backend', 'device', 'size',
+                                         'threads', 'fp16', 'precision'],
+                          helps={'model': 'Used with --labels predicted.'})
+
+
 def segmenter_config(args: argparse.Namespace, **overrides) -> SegmenterConfig:
     """Return the SegmenterConfig of parsed flags (options a command lacks keep defaults)."""
     values = {name: getattr(args, name) for name in declared_options(SegmenterConfig)

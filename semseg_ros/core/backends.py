@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from semseg_ros.core.files import cache_root
 from semseg_ros.core.weights import file_digest
 
 LOG = logging.getLogger(__name__)
@@ -553,10 +554,7 @@ def graph_cache_dir(override: Optional[Union[str, Path]] = None) -> Path:
         return Path(override).expanduser()
     if os.environ.get('SEMSEG_ROS_CACHE'):
         return Path(os.environ['SEMSEG_ROS_CACHE']).expanduser()
-    if os.environ.get('ROS_HOME'):
-        return Path(os.environ['ROS_HOME']).expanduser() / 'semseg_ros' / 'graphs'
-    base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
-    return Path(base) / 'semseg_ros' / 'graphs'
+    return cache_root() / 'graphs'
 
 
 def runtime_versions() -> Dict[str, str]:

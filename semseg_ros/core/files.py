@@ -27,6 +27,21 @@ def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def cache_root() -> Path:
+    """Return the folder derived files (graphs, vocabularies) are cached under.
+
+    ``$SEMSEG_ROS_CACHE``; else ``$ROS_HOME/semseg_ros`` when ``ROS_HOME`` is set; else
+    ``$XDG_CACHE_HOME/semseg_ros`` (``~/.cache`` when unset). Never the installed package: on
+    a robot it is often read-only and shared.
+    """
+    if os.environ.get('SEMSEG_ROS_CACHE'):
+        return Path(os.environ['SEMSEG_ROS_CACHE']).expanduser()
+    if os.environ.get('ROS_HOME'):
+        return Path(os.environ['ROS_HOME']).expanduser() / 'semseg_ros'
+    base = os.environ.get('XDG_CACHE_HOME') or os.path.expanduser('~/.cache')
+    return Path(base) / 'semseg_ros'
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -172,6 +172,10 @@ _KEYS = {
                                 'last keyframe. 0: novelty and window rules.', read_only=True),
     'orb_features': _key(_integer(8, 100_000), _POLICY + 'ORB features per frame for the '
                          'visual overlap.', read_only=True),
+    'initial_keyframes': _key(_integer(0, 1_000_000), _POLICY + 'The first this many frames of '
+                              'a sequence are keyframes (meeting the minimum gap), so that a '
+                              'monocular SLAM fed only keyframes can initialise. 0: none (the '
+                              'place-memory profile).', read_only=True),
 }
 # Key -> checker returning (normalised value, None) or (None, what was expected).
 CONFIG_KEYS: Dict[str, Callable[[Any], Tuple[Any, Optional[str]]]] = {

@@ -287,8 +287,21 @@ def matched_overlap(config: Mapping[str, Any], records: Sequence[FrameRecord],
     """Run the visual-overlap rule without semantics with the threshold that gives ``count``.
 
     Whole-frame features (no mask) and ``window_frames`` 0 (the last frame that still overlaps,
-    whatever its score); ``min_shared_features`` is searched by bisection (more keyframes as it
-    rises). The first exact count wins, else the closest (ties: more keyframes).
+    whatever its score); ``min_shared_features`` is searched by :func:`matched_policy`.
+
+    Returns:
+        ``(indices, {'min_shared_features': t, 'exact': bool})``.
+    """
+    return matched_policy(dict(config, window_frames=0), records, cache, count)
+
+
+def matched_policy(config: Mapping[str, Any], records: Sequence[FrameRecord],
+                   cache: PairCache, count: int) -> Tuple[List[int], Dict[str, Any]]:
+    """Run a visual-overlap policy with the ``min_shared_features`` that gives ``count``.
+
+    The threshold is searched by bisection (more keyframes as it rises); the first exact count
+    wins, else the closest (ties: more keyframes). ``cache`` holds the features the policy
+    matches (the static ones for the semantic policy).
 
     Returns:
         ``(indices, {'min_shared_features': t, 'exact': bool})``.
@@ -299,8 +312,7 @@ def matched_overlap(config: Mapping[str, Any], records: Sequence[FrameRecord],
     def select(threshold):
         if threshold not in tried:
             policy = KeyframePolicy.from_config(
-                dict(config, window_frames=0, min_shared_features=threshold),
-                overlap=cache.inliers)
+                dict(config, min_shared_features=threshold), overlap=cache.inliers)
             tried[threshold] = [d.index for d in policy.run(stamps, scores,
                                                             features=range(len(records)))]
         return tried[threshold]
@@ -559,7 +571,7 @@ def contact_sheet(tiles: Sequence[Tuple[np.ndarray, Sequence[str]]], columns: in
     return sheet
 
 
-def _configuration(path: Optional[Path], overrides: Sequence[str]) -> Dict[str, Any]:
+def keyframe_configuration(path: Optional[Path], overrides: Sequence[str]) -> Dict[str, Any]:
     """Load the keyframe configuration and apply ``KEY=VALUE`` overrides (validated)."""
     try:
         config = load_keyframe_config(path)
@@ -580,7 +592,7 @@ def run(args: argparse.Namespace, command: str) -> Tuple[str, Dict[str, Any]]:
     Raises:
         OfflineError: Bad input, naming it.
     """
-    config = _configuration(args.config, args.set)
+    config = keyframe_configuration(args.config, args.set)
     ordered = order_sequences(read_split(args.data_root, args.split), args.every,
                               args.max_frames)
     if args.sequences:

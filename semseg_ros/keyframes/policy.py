@@ -21,6 +21,10 @@ push in this order (maximum gap, novelty, window) until none fires:
 * First (``'first'``). The first frame with quality at or above the floor. If none comes
   within the maximum gap after the sequence's first frame, or before :meth:`flush`, the best
   buffered frame whatever its quality.
+* Initial (``'initial'``). With ``initial_keyframes`` N > 0, each of the first N frames of a
+  sequence that is eligible (the minimum gap) is a keyframe at once: a monocular SLAM fed only
+  the keyframes (the mapping profile, ``config/keyframes_mapping.yaml``) initialises its map
+  from close frames; measured with ORB-SLAM3 in docs/orbslam2.md.
 * Candidates more than ``window_frames`` frames old are dropped (they lost to a newer one or
   were never eligible), which bounds the delay.
 
@@ -74,7 +78,7 @@ import numpy as np
 from semseg_ros.keyframes.matching import OrbMatcher
 from semseg_ros.keyframes.scoring import FrameScore, histogram_novelty
 
-REASONS = ('first', 'window_best', 'novelty', 'max_gap', 'overlap')
+REASONS = ('first', 'initial', 'window_best', 'novelty', 'max_gap', 'overlap')
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,8 @@ class KeyframePolicy:
                  min_gap_s: float = 0.2, max_gap_s: float = 4.0, window_frames: int = 10,
                  novelty_threshold: float = 0.5, quality_floor: float = 0.2,
                  novelty_metric: str = 'intersection', min_shared_features: int = 0,
-                 overlap: Optional[Callable[[Any, Any], int]] = None):
+                 overlap: Optional[Callable[[Any, Any], int]] = None,
+                 initial_keyframes: int = 0):
         """Set the rules.
 
         Args:
@@ -149,6 +154,8 @@ class KeyframePolicy:
                 newest frame shares fewer verified correspondences with the last keyframe.
             overlap: ``overlap(features, keyframe_features) -> int``, the correspondences two
                 frames share; default :meth:`OrbMatcher.inliers` of a default matcher.
+            initial_keyframes: The first this many frames of a sequence are keyframes (those
+                meeting the minimum gap; >= 0).
 
         Raises:
             ValueError: A value out of range, naming it.
@@ -173,6 +180,7 @@ class KeyframePolicy:
             ('novelty_metric', novelty_metric,
              lambda v: v in ('intersection', 'hellinger'), "'intersection' or 'hellinger'"),
             ('min_shared_features', min_shared_features, integer(0), 'an integer >= 0'),
+            ('initial_keyframes', initial_keyframes, integer(0), 'an integer >= 0'),
         ]
         for name, value, check, expected in checks:
             if not check(value):
@@ -190,6 +198,7 @@ class KeyframePolicy:
         self.quality_floor = float(quality_floor)
         self.novelty_metric = novelty_metric
         self.min_shared_features = min_shared_features
+        self.initial_keyframes = initial_keyframes
         self.overlap = overlap
         # The extractor whose features ``overlap`` compares, when the policy chose it.
         self.matcher: Optional[OrbMatcher] = None
@@ -213,7 +222,8 @@ class KeyframePolicy:
         ``policy.matcher.extract(image).outside(scorer.dynamic_mask(labels))``.
         """
         keys = ('min_gap_frames', 'max_gap_frames', 'min_gap_s', 'max_gap_s', 'window_frames',
-                'novelty_threshold', 'quality_floor', 'novelty_metric', 'min_shared_features')
+                'novelty_threshold', 'quality_floor', 'novelty_metric', 'min_shared_features',
+                'initial_keyframes')
         matcher = OrbMatcher(n_features=config['orb_features'])
         policy = cls(**{k: config[k] for k in keys}, overlap=overlap or matcher.inliers)
         policy.matcher = matcher
@@ -382,6 +392,8 @@ class KeyframePolicy:
             if self._max_reached(newest, self._first):
                 return [self._emit(_best(self._buffer), 'first', newest)]
             return []
+        if newest.index < self.initial_keyframes and self._eligible(newest):
+            return [self._emit(newest, 'initial', newest)]
         decisions = []
         while self._buffer:
             last = self._last_keyframe

@@ -51,6 +51,7 @@ from semseg_ros.keyframes.policy import KeyframeDecision, KeyframePolicy
 from semseg_ros.keyframes.scoring import KeyframeScorer
 from semseg_ros.messages import conversions
 from semseg_ros.messages.stamp_sync import REJECT_REASONS, StampMatcher
+from semseg_ros.nodes.diagnostics import publish_status
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError, Option
 from semseg_ros.nodes.spinning import run_nodes
 
@@ -452,14 +453,8 @@ class KeyframeNode(Node):
             level, message = DiagnosticStatus.WARN, f'{dropped} inputs dropped; {summary}'
         elif not new['labels_received']:
             level, message = DiagnosticStatus.WARN, f'no label masks on {self.inputs[0]}'
-        status = DiagnosticStatus(
-            level=level, name=f'{self.get_fully_qualified_name()}: keyframe selection',
-            message=message, hardware_id='',
-            values=[KeyValue(key=key, value=str(value))
-                    for key, value in self.diagnostics_values()])
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+        publish_status(self, self._diagnostics_pub, 'keyframe selection', level, message,
+                       self.diagnostics_values())
 
 
 def main(args=None) -> int:

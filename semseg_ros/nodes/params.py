@@ -117,8 +117,15 @@ def replace_generated(text: str, key: str, table: str) -> str:
 def readme_tables() -> Dict[str, str]:
     """Return the README's generated blocks: marker key -> parameter table of each node."""
     from semseg_ros.nodes import keyframe_node, segmentation_node
-    return {'segmentation_node parameters': parameter_table(segmentation_node.node_parameters()),
-            'keyframe_node parameters': parameter_table(keyframe_node.node_parameters())}
+    tables = {'segmentation_node parameters':
+              parameter_table(segmentation_node.node_parameters()),
+              'keyframe_node parameters': parameter_table(keyframe_node.node_parameters())}
+    try:  # the optional ORB-SLAM3 node (pyorbslam3): its table only where it is installed
+        from semseg_ros.nodes import orbslam3_node
+    except ImportError:
+        return tables
+    tables['orbslam3_node parameters'] = parameter_table(orbslam3_node.node_parameters())
+    return tables
 
 
 def main(argv=None) -> int:

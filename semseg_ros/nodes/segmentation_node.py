@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Any, Dict, Sequence, Tuple
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -35,6 +35,7 @@ from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, re
                                      StreamSize, StreamStats)
 from semseg_ros.core.stopping import StopRequested
 from semseg_ros.messages import cdr, conversions
+from semseg_ros.nodes.diagnostics import publish_status
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
 from semseg_ros.nodes.spinning import run_nodes
 
@@ -349,13 +350,8 @@ class SegmentationNode(Node):
             ('matched_publishers/image', self._image_sub.get_publisher_count())]
         values += [(f'matched_subscribers/{name}', publisher.get_subscription_count())
                    for name, publisher in self._output_pubs.items()]
-        status = DiagnosticStatus(
-            level=level, name=f'{self.get_fully_qualified_name()}: segmentation',
-            message=message, hardware_id=self.segmenter.device,
-            values=[KeyValue(key=key, value=str(value)) for key, value in values])
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
+        publish_status(self, self._diagnostics_pub, 'segmentation', level, message, values,
+                       self.segmenter.device)
 
     def destroy_node(self) -> None:
         """Stop the worker thread, then destroy the node.
