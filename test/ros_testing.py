@@ -80,14 +80,16 @@ class NodeProcess:
         label: Name of the log file.
         ros_args: What follows ``--ros-args``.
         module: The node's module (default: the segmentation node).
+        python_path: Folders searched for modules before the repository and the venv.
     """
 
     def __init__(self, tmp_dir: Path, label: str, ros_args,
-                 module: str = 'semseg_ros.nodes.segmentation_node'):
+                 module: str = 'semseg_ros.nodes.segmentation_node', python_path=()):
         self.log_path = tmp_dir / f'{label}.log'
         env = dict(os.environ)
         env['PYTHONPATH'] = os.pathsep.join(
-            [str(REPO_ROOT)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+            [*map(str, python_path), str(REPO_ROOT)]
+            + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
         env['SEMSEG_ROS_CACHE'] = str(tmp_dir / 'onnx_cache')
         env['PYTHONUNBUFFERED'] = '1'
         env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'

@@ -15,6 +15,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
+from rosbags.interfaces import QosDurability, QosReliability
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
@@ -27,7 +28,7 @@ from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_
                                       rgb_message, scores_message)
 from semseg_ros.bags.process import process_bag
 from semseg_ros.bags.storage import (BagError, BagWriter, DIAGNOSTIC_ARRAY, HEADER, IMAGE,
-                                     typestore)
+                                     LABEL_INFO, typestore)
 from semseg_ros.cli import main as semseg
 from semseg_ros.core.classes import colorize, load_class_set
 from semseg_ros.core.metrics import ConfusionMatrix
@@ -219,13 +220,34 @@ def test_process_round_trip(processed, sample_bag, segmenter, frames):
     assert 0.0 <= report.accuracy['miou'] <= 1.0
 
 
+def test_process_writes_label_info_once_latched(processed):
+    """One vision_msgs/LabelInfo before the first mask, offered latched, readable by rclpy."""
+    vision_msgs = pytest.importorskip('vision_msgs.msg',
+                                      reason='vision_msgs is not installed (make generates it)')
+    out, _ = processed
+    topics = read_all(out)
+    [(timestamp, raw, msgtype)] = topics[TOPICS.label_info]
+    first_mask = topics[TOPICS.label_mask][0]
+    assert msgtype == LABEL_INFO and timestamp == first_mask[0]
+    info = deserialize_message(raw, vision_msgs.LabelInfo)  # the real type's deserializer
+    assert stamp_of(info) == stamp_of(deserialize_message(first_mask[1], Image))
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        list(enumerate(load_class_set('camvid').names))
+    assert info.threshold == 0.0
+    with Reader(out) as reader:
+        [connection] = [c for c in reader.connections if c.topic == TOPICS.label_info]
+        [qos] = connection.ext.offered_qos_profiles
+    assert qos.durability == QosDurability.TRANSIENT_LOCAL
+    assert qos.reliability == QosReliability.RELIABLE and qos.depth == 1
+
+
 def test_process_is_deterministic_and_can_skip_inputs(tmp_path, processed, sample_bag,
                                                       segmenter):
     """A second run gives the same masks byte for byte; --no-copy-input writes results only."""
     out = tmp_path / 'again'
     report = process_bag(sample_bag, out, segmenter, copy_input=False, progress=False)
     topics = read_all(out)
-    assert set(topics) == {TOPICS.label_mask, TOPICS.color_mask}
+    assert set(topics) == {TOPICS.label_mask, TOPICS.color_mask, TOPICS.label_info}
     assert topics[TOPICS.label_mask] == read_all(processed[0])[TOPICS.label_mask]
     assert report.accuracy['miou'] == pytest.approx(processed[1].accuracy['miou'])
 

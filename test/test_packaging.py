@@ -21,8 +21,8 @@ ROSDEP_KEYS = {
     'rosbags': 'python3-rosbags-pip', 'onnx': 'python3-onnx-pip',
     'onnxscript': 'python3-onnxscript-pip', 'pytest': 'python3-pytest',
     **{name: name for name in ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs',
-                               'diagnostic_msgs', 'builtin_interfaces', 'launch',
-                               'launch_ros', 'launch_testing')},
+                               'diagnostic_msgs', 'vision_msgs', 'builtin_interfaces',
+                               'launch', 'launch_ros', 'launch_testing')},
 }
 # What test/test_lint.py runs (the flake8 plugins are loaded, not imported).
 LINTERS = {'python3-flake8', 'python3-flake8-builtins', 'python3-flake8-comprehensions',
