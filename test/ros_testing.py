@@ -36,6 +36,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90.0  # generous: two shared cores, torch import and DDS discovery
 WAIT = 20.0
 
+# The Nav2 recipe's remappings (docs/nodes.md): the node's outputs under the topic names of
+# Nav2's semantic segmentation demo, which config/nav2/semantic_segmentation_layer.yaml reads.
+NAV2_REMAPPINGS = {'~/label_mask': '/segmentation/mask',
+                   '~/confidence': '/segmentation/confidence',
+                   '~/label_info': '/segmentation/label_info'}
+
 
 def stamp_ns(header) -> int:
     """Return a message header's stamp in nanoseconds."""

@@ -21,8 +21,8 @@ from std_msgs.msg import String
 import torch
 import yaml
 
-from ros_testing import (image_msg, next_stamp, NodeProcess, Probe, send, stop_all, WAIT,
-                         wait_ready)
+from ros_testing import (image_msg, NAV2_REMAPPINGS, next_stamp, NodeProcess, Probe, send,
+                         stop_all, WAIT, wait_ready)
 from semseg_ros.core.backends import resolve_backend
 from semseg_ros.core.classes import load_class_set, mark_unlabeled, UNLABELED_ID
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -158,9 +158,11 @@ def node_processes(tmp_dir, weights_file, threshold):
             '-r', '__ns:=/robot', '-r', f'image:={COMPRESSED_BASE}']),
         'bad_model': NodeProcess(tmp_dir, 'bad_model', [
             '-r', '__node:=bad_model', '-p', 'model:=segformer']),
-        'thresholded': NodeProcess(tmp_dir, 'thresholded', [
+        'thresholded': NodeProcess(tmp_dir, 'thresholded', [  # as the Nav2 recipe runs it
             *common_args(weights_file), '-p', f'threshold:={threshold}',
-            '-r', f'__node:={THRESHOLD_NODE[1:]}', '-r', f'image:={THRESHOLD_TOPIC}']),
+            '-p', 'publish_confidence:=true', '-r', f'__node:={THRESHOLD_NODE[1:]}',
+            '-r', f'image:={THRESHOLD_TOPIC}',
+            *(arg for pair in NAV2_REMAPPINGS.items() for arg in ('-r', ':='.join(pair)))]),
         'no_vision_msgs': NodeProcess(tmp_dir, 'no_vision_msgs', [
             *common_args(weights_file), '-r', '__node:=no_vision_msgs'],
             python_path=[hidden.parent]),
@@ -289,7 +291,7 @@ def test_label_info_is_the_standard_type_latched(probe, node_processes, threshol
     vision_msgs = pytest.importorskip('vision_msgs.msg',
                                       reason='vision_msgs is not installed (make generates it)')
     wait_ready(probe, node_processes['thresholded'], THRESHOLD_NODE)
-    topic = f'{THRESHOLD_NODE}/label_info'
+    topic = NAV2_REMAPPINGS['~/label_info']  # remapped as in the Nav2 recipe
     received = []
     latched = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)  # as Nav2's layer asks
@@ -311,23 +313,29 @@ def test_label_info_is_the_standard_type_latched(probe, node_processes, threshol
 
 def test_threshold_marks_unconfident_pixels_unlabelled(probe, node_processes, frame,
                                                        segmenter, threshold):
-    """Under the threshold ~/label_mask holds 255 (LabelInfo's unlabelled), drawn in void."""
+    """Under the threshold ~/label_mask holds 255 (LabelInfo's unlabelled), drawn in void.
+
+    Mask and confidence arrive under the Nav2 recipe's names, with the camera's header.
+    """
     wait_ready(probe, node_processes['thresholded'], THRESHOLD_NODE)
-    for name in ('label_mask', 'color_mask'):
-        probe.subscribe(Image, f'{THRESHOLD_NODE}/{name}')
+    for name in ('~/label_mask', '~/confidence'):  # best effort, as Nav2's layer subscribes
+        probe.subscribe(Image, NAV2_REMAPPINGS[name], qos_profile_sensor_data)
+    probe.subscribe(Image, f'{THRESHOLD_NODE}/color_mask')
     camera = probe.publisher(Image, THRESHOLD_TOPIC, qos_profile_sensor_data)
     msg = image_msg(conversions.rgb_to_image_fields(frame, 'rgb8'))
-    outputs = send(probe, camera, msg, THRESHOLD_NODE, ('label_mask', 'color_mask'))
+    outputs = send(probe, camera, msg, '/segmentation', ('mask', 'confidence'))
     probe.node.destroy_publisher(camera)
-    labels = as_array(outputs['label_mask'])
+    labels = as_array(outputs['mask'])
+    assert outputs['confidence'].header == outputs['mask'].header == msg.header
     expected = segmenter.segment(frame, with_confidence=True)
     reference = mark_unlabeled(expected.labels, expected.confidence, threshold)
     assert 0.2 < np.mean(reference == UNLABELED_ID) < 0.8
     # Pixels at the threshold may go either way with another thread count's rounding.
     assert np.mean(labels == reference) > 0.95
     assert set(np.unique(labels)) <= set(range(CLASSES.num_classes)) | {UNLABELED_ID}
-    np.testing.assert_array_equal(as_array(outputs['color_mask']),
-                                  CLASSES.lookup_table()[labels])
+    color = probe.wait_for(lambda: probe.stamped(f'{THRESHOLD_NODE}/color_mask',
+                                                 msg.header.stamp), WAIT, 'color_mask')[0]
+    np.testing.assert_array_equal(as_array(color), CLASSES.lookup_table()[labels])
 
 
 def test_starts_without_vision_msgs_with_a_warning(probe, node_processes):
