@@ -309,6 +309,7 @@ def test_label_info_is_the_standard_type_latched(probe, node_processes, threshol
     assert str(endpoint.topic_type_hash) == RELEASED_LABEL_INFO_HASH
     assert endpoint.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert endpoint.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert probe.diagnostics(THRESHOLD_NODE, time.monotonic())['label_info'] == 'published'
 
 
 def test_threshold_marks_unconfident_pixels_unlabelled(probe, node_processes, frame,
@@ -347,6 +348,8 @@ def test_starts_without_vision_msgs_with_a_warning(probe, node_processes):
     assert '~/label_info (vision_msgs/LabelInfo) is not published: No module named ' \
         "'vision_msgs'" in log
     assert not probe.node.get_publishers_info_by_topic('/no_vision_msgs/label_info')
+    values = probe.diagnostics('/no_vision_msgs', time.monotonic())
+    assert values['label_info'] == 'not published: vision_msgs missing'
     node.signal(signal.SIGINT)
     assert node.wait_exit() == 0
 

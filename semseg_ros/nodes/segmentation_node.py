@@ -367,6 +367,8 @@ class SegmentationNode(Node):
             ('output_resolution', self._param('output_resolution')),
             ('outputs', ', '.join(self._last_outputs) or 'none'),
             ('input_topic', self.input_topic),
+            ('label_info', 'published' if self._label_info_pub is not None
+             else 'not published: vision_msgs missing'),
             # DDS matching, both ends: whether frames can arrive and which outputs are read.
             ('matched_publishers/image', self._image_sub.get_publisher_count())]
         values += [(f'matched_subscribers/{name}', publisher.get_subscription_count())
