@@ -33,6 +33,9 @@ $(STAMP): requirements.txt setup.py
 # installed into .venv's lib/ and site-packages, as the message wheels are.
 $(VISION_MSGS): $(STAMP) third_party/vision_msgs/CMakeLists.txt third_party/vision_msgs/package.xml \
 		$(wildcard third_party/vision_msgs/msg/*.msg)
+	@command -v cmake > /dev/null && command -v cc > /dev/null || { echo 'make: generating' \
+		'vision_msgs needs cmake and a C compiler (Debian: apt-get install cmake gcc g++)' >&2; \
+		exit 1; }
 	rm -rf $(VISION_MSGS_BUILD)
 	PATH="$(abspath $(VENV))/bin:$$PATH" AMENT_PREFIX_PATH="$(abspath $(VENV))" \
 	CMAKE_PREFIX_PATH="$(abspath $(VENV))" cmake -S third_party/vision_msgs \
