@@ -6,9 +6,11 @@ over DDS.
 """
 
 import json
+import os
 from pathlib import Path
 import shutil
 import struct
+import sys
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
@@ -22,6 +24,7 @@ from std_msgs.msg import Header
 import torch
 import yaml
 
+from ros_testing import RELEASED_LABEL_INFO_HASH
 from semseg_ros.bags.evaluate import evaluate_recording, OutputTopics
 from semseg_ros.bags.make import collect_frames, make_bag, SequenceError
 from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
@@ -237,8 +240,26 @@ def test_process_writes_label_info_once_latched(processed):
     with Reader(out) as reader:
         [connection] = [c for c in reader.connections if c.topic == TOPICS.label_info]
         [qos] = connection.ext.offered_qos_profiles
+    assert connection.digest == RELEASED_LABEL_INFO_HASH  # the bag's type_description_hash
     assert qos.durability == QosDurability.TRANSIENT_LOCAL
     assert qos.reliability == QosReliability.RELIABLE and qos.depth == 1
+
+
+def test_bag_label_info_is_the_released_and_the_generated_type():
+    """rosbags' LabelInfo hashes as the released package's and as the one make generates."""
+    assert typestore().hash_rihs01(LABEL_INFO) == RELEASED_LABEL_INFO_HASH
+    # What rosidl's type description generator computed for the installed package: in .venv
+    # (make), or under a ROS installation's prefixes.
+    prefixes = os.environ.get('AMENT_PREFIX_PATH', sys.prefix).split(os.pathsep)
+    found = [path for prefix in prefixes
+             if (path := Path(prefix) / 'share/vision_msgs/msg/LabelInfo.json').is_file()]
+    if not found:
+        pytest.skip('vision_msgs is not installed (make generates it)')
+    generated = json.loads(found[0].read_text())
+    assert {h['type_name']: h['hash_string'] for h in generated['type_hashes']} == {
+        name: typestore().hash_rihs01(name) for name in
+        ('vision_msgs/msg/LabelInfo', 'vision_msgs/msg/VisionClass', 'std_msgs/msg/Header',
+         'builtin_interfaces/msg/Time')}
 
 
 def test_process_is_deterministic_and_can_skip_inputs(tmp_path, processed, sample_bag,

@@ -21,8 +21,8 @@ from std_msgs.msg import String
 import torch
 import yaml
 
-from ros_testing import (image_msg, NAV2_REMAPPINGS, next_stamp, NodeProcess, Probe, send,
-                         stop_all, WAIT, wait_ready)
+from ros_testing import (image_msg, NAV2_REMAPPINGS, next_stamp, NodeProcess, Probe,
+                         RELEASED_LABEL_INFO_HASH, send, stop_all, WAIT, wait_ready)
 from semseg_ros.core.backends import resolve_backend
 from semseg_ros.core.classes import load_class_set, mark_unlabeled, UNLABELED_ID
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -44,11 +44,6 @@ COMPRESSED_NODE = '/robot/segmentation_node'
 COMPRESSED_BASE = '/robot_camera/image'
 THRESHOLD_NODE = '/thresholded'
 THRESHOLD_TOPIC = '/thresholded_camera/image'
-# RIHS01 hash of the released vision_msgs 4.1.1 LabelInfo: the type hash a ROS build of the
-# released package compiles in (its generated label_info__description.c), which rosbags'
-# independent RIHS01 code also gives for the 4.1.1 definition (docs/nodes.md says how).
-RELEASED_LABEL_INFO_HASH = \
-    'RIHS01_3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783'
 CLASSES = load_class_set('camvid')
 
 

@@ -43,7 +43,7 @@ class BagError(ValueError):
 
 # vision_msgs 4.1.1's LabelInfo and VisionClass (third_party/vision_msgs; comments left out,
 # they are not part of the type): rosbags' Kilted store lacks vision_msgs. Same RIHS01 hash as
-# the released package (test/test_label_info.py checks it against the generated one).
+# the released package (test/test_bags.py checks it, and against the generated package's).
 VISION_MSGS_DEFINITIONS = {
     'vision_msgs/msg/VisionClass': 'uint16 class_id\nstring class_name\n',
     LABEL_INFO: 'std_msgs/Header header\nvision_msgs/VisionClass[] class_map\n'
