@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from ros_testing import RELEASED_LABEL_INFO_HASH
-from semseg_ros.bags.evaluate import evaluate_recording, OutputTopics
+from semseg_ros.bags.evaluate import evaluate_recording, OutputTopics, TruthMatcher
 from semseg_ros.bags.make import collect_frames, make_bag, SequenceError
 from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
                                       rgb_message, scores_message)
@@ -260,6 +260,20 @@ def test_bag_label_info_is_the_released_and_the_generated_type():
         name: typestore().hash_rihs01(name) for name in
         ('vision_msgs/msg/LabelInfo', 'vision_msgs/msg/VisionClass', 'std_msgs/msg/Header',
          'builtin_interfaces/msg/Time')}
+
+
+def test_unlabelled_predictions_are_scored_as_misses():
+    """A node with a threshold writes 255 (unlabelled): evaluation counts it as a miss."""
+    matcher = TruthMatcher(load_class_set('camvid'))
+    truth = np.zeros((4, 4), np.uint8)
+    truth[2:] = 3  # Road
+    prediction = truth.copy()
+    prediction[3:] = 255
+    matcher.truth(1, truth)
+    matcher.prediction(1, prediction)
+    result = matcher.result()
+    assert result['iou']['Sky'] == 1.0 and result['iou']['Road'] == pytest.approx(0.5)
+    assert result['pixel_accuracy'] == pytest.approx(0.75)
 
 
 def test_process_is_deterministic_and_can_skip_inputs(tmp_path, processed, sample_bag,
