@@ -38,9 +38,9 @@ WAIT = 20.0
 
 # The Nav2 recipe's remappings (docs/nodes.md): the node's outputs under the topic names of
 # Nav2's semantic segmentation demo, which config/nav2/semantic_segmentation_layer.yaml reads.
-# RIHS01 hash of the released vision_msgs 4.1.1 LabelInfo: the type hash a ROS build of the
-# released package compiles in (its generated label_info__description.c), which rosbags'
-# independent RIHS01 code also gives for the 4.1.1 definition (docs/nodes.md says how).
+# RIHS01 hash of vision_msgs 4.1.1's LabelInfo: what rosidl compiled into an independent ROS 2
+# build of vision_msgs (its generated label_info__description.c), and what rosbags' own RIHS01
+# code gives for the 4.1.1 definition (docs/nodes.md says how it was checked).
 RELEASED_LABEL_INFO_HASH = \
     'RIHS01_3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783'
 NAV2_REMAPPINGS = {'~/label_mask': '/segmentation/mask',

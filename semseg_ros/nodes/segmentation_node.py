@@ -228,13 +228,13 @@ class SegmentationNode(Node):
         try:
             message = label_info(self.class_set, self._param('threshold'),
                                  self.get_clock().now().to_msg())
-        except ImportError as error:
+            publisher = self.create_publisher(type(message), '~/label_info', qos)
+        except Exception as error:  # ImportError; a broken install's missing type support
             self.get_logger().warning(
                 f'~/label_info (vision_msgs/LabelInfo) is not published: {error}. Install '
                 'vision_msgs (rosdep install, or ros-<distro>-vision-msgs); ~/class_info still '
                 'gives the class names.')
             return None
-        publisher = self.create_publisher(type(message), '~/label_info', qos)
         publisher.publish(message)
         return publisher
 
