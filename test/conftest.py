@@ -2,6 +2,8 @@
 
 import os
 from pathlib import Path
+import shutil
+import tempfile
 
 import pytest
 
@@ -11,6 +13,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 200))
 os.environ.setdefault('ROS_LOG_DIR', str(REPO_ROOT / 'log' / 'ros'))
+# One graph cache for the whole run, this process and the nodes and tools it starts: a graph
+# (keyed by the weights' digest, size and precision) is built once per run, not once per
+# test. Tests of the cache itself give their own folder. Removed when the run ends.
+GRAPH_CACHE = Path(tempfile.mkdtemp(prefix='semseg_test_graphs_'))
+os.environ['SEMSEG_ROS_CACHE'] = str(GRAPH_CACHE)
+
+
+def pytest_unconfigure(config):
+    """Remove the run's graph cache."""
+    shutil.rmtree(GRAPH_CACHE, ignore_errors=True)
 
 
 # The two tiers: `make test-fast` runs what is not marked, `make test` everything. Modules

@@ -87,7 +87,7 @@ class NodeProcess:
     """A node subprocess whose output (the ROS log) goes to a file.
 
     Args:
-        tmp_dir: Folder of the log and of the node's ONNX cache.
+        tmp_dir: Folder of the log (graphs go to the run's cache, $SEMSEG_ROS_CACHE).
         label: Name of the log file.
         ros_args: What follows ``--ros-args``.
         module: The node's module (default: the segmentation node).
@@ -101,7 +101,6 @@ class NodeProcess:
         env['PYTHONPATH'] = os.pathsep.join(
             [*map(str, python_path), str(REPO_ROOT)]
             + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
-        env['SEMSEG_ROS_CACHE'] = str(tmp_dir / 'onnx_cache')
         env['PYTHONUNBUFFERED'] = '1'
         env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
         with open(self.log_path, 'w') as log:

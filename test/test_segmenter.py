@@ -22,12 +22,6 @@ SIZE = (128, 96)
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def onnx_cache(tmp_path, monkeypatch):
-    """Keep exported graphs out of the user's cache."""
-    monkeypatch.setenv('SEMSEG_ROS_CACHE', str(tmp_path / 'cache'))
-
-
 @pytest.fixture(scope='module')
 def frame(samples):
     """One real CamVid frame (RGB, a shipped sample) and its labels."""
@@ -135,11 +129,13 @@ def test_auto_picks_the_runtime_measured_fastest_among_those_installed(device, p
     assert resolve_backend('openvino', device, precision, ['onnxruntime']) == 'openvino'
 
 
-def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path):
+def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path,
+                                                          monkeypatch):
     """The graph is built into the cache folder, reused while the weights are unchanged, and
     built again under another key after; nothing is written beside the weights."""
     rgb, _ = frame
-    cache = tmp_path / 'cache'  # $SEMSEG_ROS_CACHE of the onnx_cache fixture
+    cache = tmp_path / 'cache'
+    monkeypatch.setenv('SEMSEG_ROS_CACHE', str(cache))
     make(weights_file).segment(rgb)
     cached = sorted(cache.glob('*.onnx'))
     assert len(cached) == 1 and cached[0].name.startswith(f'{MODEL}_test.{SIZE[0]}x{SIZE[1]}.')
@@ -154,6 +150,16 @@ def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, t
     other = tmp_path / 'other_cache'
     make(weights_file, graph_cache=str(other)).segment(rgb)
     assert len(list(other.glob('*.onnx'))) == 1, 'the graph_cache setting was not used'
+
+
+def test_the_same_weights_saved_twice_share_one_graph(seeded_network, tmp_path):
+    """Weights files are byte-for-byte reproducible, so their graphs are keyed alike."""
+    from semseg_ros.core.weights import file_digest
+    network = seeded_network(MODEL)
+    first, second = (save_weights(tmp_path / folder / f'{MODEL}.pt', network, MODEL, 11,
+                                  'camvid') for folder in ('a', 'b'))
+    assert first.read_bytes() == second.read_bytes()
+    assert file_digest(first) == file_digest(second)
 
 
 def test_cuda_missing_falls_back_to_cpu(weights_file, caplog):

@@ -5,6 +5,7 @@ import signal
 
 import pytest
 
+from semseg_ros.core.stopping import stop_requested
 from semseg_ros.nodes.spinning import StopOnSignal
 
 
@@ -19,4 +20,6 @@ def test_signal_sets_the_flag_instead_of_interrupting(sig):
             if stop.stopped.is_set():
                 break
         assert stop.stopped.is_set()
+        assert stop_requested()  # long work (a graph build) ends at its next safe point
     assert signal.getsignal(sig) is before
+    assert not stop_requested()

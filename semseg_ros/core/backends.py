@@ -36,6 +36,8 @@ INT8_BACKENDS = ONNX_BACKENDS + (AUTO,)
 DEVICES = ('cpu', 'cuda')
 # fp32: the network as trained; int8: statically quantized (ONNX graphs only, see quantize.py).
 PRECISIONS = ('fp32', 'int8')
+# Seconds between checks for a stop request while a graph is built.
+BUILD_POLL_PERIOD_S = 0.1
 # Best first: a Jetson's TensorRT, then CUDA, then the CPU.
 ORT_PROVIDER_PREFERENCE = ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
                            'CPUExecutionProvider')
@@ -280,6 +282,66 @@ def export_inference_graph(network: nn.Module, path: Path, width: int, height: i
         float_graph = export_module(graph, (example,), Path(work) / 'float.onnx', ['image'],
                                     outputs)
         return quantize_graph(float_graph, path, width, height, metadata)
+
+
+class GraphBuildError(RuntimeError):
+    """The child process building a graph failed; the message is its error, in one line."""
+
+
+def build_graph(network: nn.Module, path: Path, width: int, height: int,
+                with_confidence: bool, metadata: Dict[str, str], precision: str = 'fp32'
+                ) -> Path:
+    """Run :func:`export_inference_graph` in a child process and move its graph to ``path``.
+
+    The child (:mod:`semseg_ros.export.graph_builder`) works in a folder beside ``path``; the
+    graph appears at ``path`` whole or not at all. While waiting, a stop requested for this
+    process (:mod:`semseg_ros.core.stopping`) kills the child and raises
+    :class:`~semseg_ros.core.stopping.StopRequested`.
+
+    Raises:
+        OSError: ``path``'s folder cannot be written.
+        GraphBuildError: The export failed (the child's error).
+        StopRequested: The process is stopping.
+    """
+    import shutil
+    import subprocess
+    import sys
+    from semseg_ros.core import stopping
+    from semseg_ros.export import graph_builder as job
+    stopping.raise_if_stop_requested()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.build', dir=path.parent))
+    try:
+        torch.save(network, folder / job.NETWORK_FILE)
+        (folder / job.JOB_FILE).write_text(json.dumps({
+            'width': width, 'height': height, 'with_confidence': with_confidence,
+            'metadata': metadata, 'precision': precision}))
+        # The child's own temporary files (the exporter's) go into the folder removed here.
+        env = dict(os.environ, SEMSEG_BUILD_PARENT=str(os.getpid()), TMPDIR=str(folder))
+        with open(folder / 'log.txt', 'wb') as log:
+            child = subprocess.Popen(
+                [sys.executable, '-m', 'semseg_ros.export.graph_builder', str(folder)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+            try:
+                while True:
+                    try:
+                        code = child.wait(timeout=BUILD_POLL_PERIOD_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        stopping.raise_if_stop_requested()
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        if code != 0:
+            error = folder / job.ERROR_FILE
+            reason = error.read_text() if error.is_file() else f'exit code {code}'
+            LOG.debug('graph build log:\n%s', (folder / 'log.txt').read_text(errors='replace'))
+            raise GraphBuildError(f'building the {precision} graph failed: {reason}')
+        os.replace(folder / job.GRAPH_FILE, path)
+        return path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def onnx_metadata(path: Path) -> Dict[str, str]:
@@ -582,8 +644,8 @@ class OnnxGraphCache:
             LOG.info('building the %s graph of %s at %dx%d into %s', self.precision,
                      self.model_name, self.width, self.height, path)
             try:
-                export_inference_graph(self.network, path, self.width, self.height,
-                                       with_confidence, self.metadata, self.precision)
+                build_graph(self.network, path, self.width, self.height, with_confidence,
+                            self.metadata, self.precision)
             except OSError as error:
                 reason = error.strerror or str(error)
                 raise OSError(f'cannot write the graph cache {path.parent} ({reason}); choose '

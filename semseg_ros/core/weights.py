@@ -11,6 +11,7 @@ epoch and RNG state, so a checkpoint is also a valid weights file.
 """
 
 import hashlib
+import io
 import os
 from pathlib import Path
 import pickle
@@ -52,10 +53,14 @@ def save_weights(path: Union[str, Path], model: nn.Module, model_name: str, num_
                'state_dict': {k: v.detach().cpu() for k, v in module.state_dict().items()},
                'meta': dict(meta or {})}
     payload.update(extra or {})
+    # Serialized in memory first: written to a file, the archive records that file's (random,
+    # temporary) name, so the same weights would give other bytes and another digest.
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     handle, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.part', dir=path.parent)
-    os.close(handle)
     try:
-        torch.save(payload, tmp)
+        with os.fdopen(handle, 'wb') as stream:
+            stream.write(buffer.getbuffer())
         # mkstemp makes the file private (0600); weights are shipped and shared: honour umask.
         umask = os.umask(0)
         os.umask(umask)

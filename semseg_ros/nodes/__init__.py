@@ -15,7 +15,9 @@ NODE_PROGRAMS = ('segmentation_node', 'keyframe_node', 'keyframe_pipeline')
 
 
 def _exit_quietly(number, frame) -> None:
-    raise SystemExit(0)
+    # Not SystemExit: raised halfway through torch's imports, it would leave half-built
+    # modules for the interpreter to tear down. Nothing is held yet, so end here.
+    os._exit(0)
 
 
 def _started_as_node_program() -> bool:

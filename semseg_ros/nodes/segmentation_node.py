@@ -33,6 +33,7 @@ from semseg_ros.core.options import declared_options, Option
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
                                      StreamSize, StreamStats)
+from semseg_ros.core.stopping import StopRequested
 from semseg_ros.messages import cdr, conversions
 from semseg_ros.nodes.label_info import label_info
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
@@ -260,6 +261,8 @@ class SegmentationNode(Node):
                 continue
             try:
                 self._process(*item)
+            except StopRequested:
+                return  # the process is stopping while a graph was built for this frame
             except Exception as error:  # keep serving: report, count, take the next frame
                 if self._slot.closed or not self.context.ok():
                     return  # shutting down: publishing fails once the context is gone

@@ -8,7 +8,11 @@ finishes its callback, stops, the nodes stop their threads and are destroyed, an
 is the context shut down, in that order, on the main thread.
 
 A signal while the nodes are still being built (a model loading, a graph being exported)
-ends the start-up at once, and the process exits with 0 there too. Parameters files named
+ends the start-up at its next safe point (:mod:`semseg_ros.core.stopping`: a graph build is
+a child process, killed at once), and the process exits with 0 there too. No exception is
+ever raised into whatever the main thread runs at the moment the signal arrives: inside
+torch's exporter that broke its lazy imports (a Ctrl-C reported as a fatal model error, or a
+SIGSEGV at exit). Parameters files named
 on the command line are checked first: a missing or unreadable one is refused in one line
 (rcl would raise a long traceback), and one without a section for any of the nodes is
 warned about (rcl would ignore it silently).
@@ -27,28 +31,26 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 import yaml
 
+from semseg_ros.core.stopping import (
+    clear_stop_request, raise_if_stop_requested, request_stop, StopRequested)
+
 EXIT_BAD_CONFIG = 2
 # How long the executor waits for work before it checks for a signal again.
 SIGNAL_CHECK_PERIOD_S = 0.1
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StartupInterrupted(BaseException):
-    """A signal arrived while the nodes were still starting (not an error: a request)."""
-
-
 class StopOnSignal:
     """While active, SIGINT and SIGTERM set :attr:`stopped` instead of interrupting.
 
     Python runs the handler on the main thread between bytecodes, so it never interrupts
-    a callback halfway; the previous handlers come back on exit. While :attr:`interrupting`
-    is set (start-up), the handler also raises :class:`StartupInterrupted`, so a long model
-    load or graph export does not hold the process up.
+    a callback halfway; the previous handlers come back on exit. The handler also requests a
+    stop of the process's long work (:func:`semseg_ros.core.stopping.request_stop`), so a
+    graph build during start-up ends at once, and raises nothing itself.
     """
 
     def __init__(self):
         self.stopped = threading.Event()
-        self.interrupting = False
         self._previous = {}
 
     def __enter__(self) -> 'StopOnSignal':
@@ -59,11 +61,11 @@ class StopOnSignal:
     def __exit__(self, *exc_info) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+        clear_stop_request()  # the nodes it stopped are gone
 
     def _handle(self, number, frame) -> None:
         self.stopped.set()
-        if self.interrupting:
-            raise StartupInterrupted()
+        request_stop()
 
 
 def params_files(args: Sequence[str]) -> List[str]:
@@ -155,29 +157,28 @@ def run_nodes(factories: Sequence[Callable[[], Node]], make_executor: Callable[[
         return EXIT_BAD_CONFIG
     nodes = []
     with StopOnSignal() as stop:
-        stop.interrupting = True
         try:
             with rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO):
                 executor = make_executor()
                 try:
                     for factory in factories:
+                        raise_if_stop_requested()
                         nodes.append(factory())
+                    raise_if_stop_requested()
                     warn_unmatched(files, nodes)
                     for node in nodes:
                         executor.add_node(node)
-                    stop.interrupting = False
                     while not stop.stopped.is_set() and rclpy.ok():
                         executor.spin_once(timeout_sec=SIGNAL_CHECK_PERIOD_S)
                 except config_errors:
                     return EXIT_BAD_CONFIG
                 finally:
-                    stop.interrupting = False
                     executor.shutdown()
                     for node in reversed(nodes):
                         node.destroy_node()
         except ExternalShutdownException:
             pass  # another part of the process shut the context down
-        except StartupInterrupted:
+        except StopRequested:
             pass  # a signal during start-up: a request to stop, not an error
     return 0
 

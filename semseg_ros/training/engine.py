@@ -8,7 +8,7 @@ output (MiniNet-v2) and full-resolution ones (ENet, RDS-Net) are scored alike.
 import contextlib
 import os
 import sys
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -52,6 +52,46 @@ def autocast(device: torch.device, amp: str, cache: bool = True):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                               cache_enabled=cache)
     raise ValueError(f'unknown AMP mode {amp!r}; valid: {", ".join(AMP_MODES)}')
+
+
+def _to_nchw(module: nn.Module, args: Tuple[torch.Tensor, ...]) -> Tuple[torch.Tensor, ...]:
+    return (args[0].contiguous(),)
+
+
+def _to_channels_last(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+    return output.contiguous(memory_format=torch.channels_last)
+
+
+def set_memory_format(model: nn.Module, device: torch.device, amp: str,
+                      channels_last: bool) -> List[str]:
+    """Put a network on ``device`` in the memory format it trains in.
+
+    With ``channels_last``, the network's tensors are channels-last, except where a kernel
+    computes wrong gradients in that format: on the CPU (oneDNN, torch 2.13), bf16
+    depthwise/grouped convolutions with a dilation above 1 return a weight gradient that is
+    garbage (relative error above 1, now and then 1e17 or more and then infinite:
+    docs/training.md has the reproduction). Under ``--amp bf16`` those layers keep NCHW
+    weights, take NCHW input and hand channels-last output on; their forward pass and input
+    gradient are right either way.
+
+    Returns:
+        The names of the layers kept in NCHW (empty when none is).
+    """
+    model.to(device)
+    if not channels_last:
+        return []
+    model.to(memory_format=torch.channels_last)
+    if amp != 'bf16' or device.type != 'cpu':
+        return []
+    kept = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.groups > 1 and max(module.dilation) > 1:
+            # oneDNN takes the channels-last kernel when the input or the weight is.
+            module.to(memory_format=torch.contiguous_format)
+            module.register_forward_pre_hook(_to_nchw)
+            module.register_forward_hook(_to_channels_last)
+            kept.append(name)
+    return kept
 
 
 def seed_everything(*key: int) -> None:

@@ -66,7 +66,7 @@ from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     autocast, evaluate_model, forward_logits, make_loader, progress_bar, seed_everything,
-    to_device)
+    set_memory_format, to_device)
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import class_weights, distillation_loss, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
@@ -328,9 +328,11 @@ class Trainer:
         self.init_record: Optional[Dict[str, Any]] = None
         if config['init'] and not (self.run_dir / 'last.pt').is_file():
             self.init_record = self._initialise(model)
-        model = model.to(device)
-        if config['channels_last']:
-            model = model.to(memory_format=torch.channels_last)
+        kept_nchw = set_memory_format(model, device, config['amp'], config['channels_last'])
+        if kept_nchw and self.is_main:
+            self._print(f'bf16 channels-last on the CPU: {len(kept_nchw)} dilated grouped '
+                        'convolutions run in NCHW (their channels-last weight gradient is '
+                        'wrong there)')
         self.model = model
         self.net = model
         self.teacher: Optional[nn.Module] = None

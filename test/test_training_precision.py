@@ -1,0 +1,145 @@
+"""Every precision and memory format ``semseg train`` offers computes the right gradients.
+
+Each network is prepared exactly as the trainer prepares it (``set_memory_format``,
+``autocast``) in each offered combination (fp32 or bf16, NCHW or channels-last). Every one of
+its convolutions, at the size it sees under the default 384x288 crop (the wrong kernel below
+is right on small inputs), must give the gradients fp32 NCHW gives; and each network trains a
+few dozen steps on real frames with every gradient finite. bf16 channels-last once gave
+garbage weight gradients for dilated depthwise convolutions (a oneDNN kernel,
+docs/training.md): the first test fails if any offered combination does that again.
+Whole-network gradients are not compared: through an untrained deep network, bf16 rounding
+alone moves them by tens of percent.
+"""
+
+import copy
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from semseg_ros.core.resources import samples_dir
+from semseg_ros.models import create_model, list_models, model_info
+from semseg_ros.training.engine import autocast, forward_logits, set_memory_format
+from semseg_ros.training.losses import SegmentationLoss
+
+CPU = torch.device('cpu')
+# (amp, channels_last): every combination the trainer accepts on a CPU besides fp32 NCHW.
+OFFERED = [('none', True), ('bf16', False), ('bf16', True)]
+CROP = (288, 384)
+# One convolution's gradients in bf16 (fp32 accumulation) against fp32: a few bf16 ulps.
+CONV_TOLERANCE = 0.03
+STEPS = 24
+SIZE = (128, 96)
+
+
+def _convolutions(model: nn.Module, name: str):
+    """Return ``{(layer name, input shape): layer}`` for every convolution of one pass at
+    the default crop (one image), layers of the same configuration and input shape once."""
+    shapes = {}
+
+    def record(key):
+        def hook(module, args):
+            shapes.setdefault(key, tuple(args[0].shape))
+        return hook
+    hooks = [module.register_forward_pre_hook(record(key))
+             for key, module in model.named_modules()
+             if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, *CROP))
+    for hook in hooks:
+        hook.remove()
+    layers, seen = {}, set()
+    for key, shape in shapes.items():
+        module = model.get_submodule(key)
+        config = (type(module), module.in_channels, module.out_channels, module.kernel_size,
+                  module.stride, module.padding, module.dilation, module.groups, shape)
+        if config not in seen:
+            seen.add(config)
+            layers[(key, shape)] = module
+    return layers
+
+
+def _relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    want = want.double()
+    return float((got.double() - want).norm() / want.norm().clamp_min(1e-300))
+
+
+@pytest.mark.parametrize('amp,channels_last', OFFERED)
+@pytest.mark.parametrize('name', list_models())
+def test_every_convolution_gets_right_gradients(name, amp, channels_last):
+    """Each convolution, prepared as the trainer prepares it, matches fp32 NCHW's gradients."""
+    torch.manual_seed(0)
+    model = create_model(name, 11)
+    layers = _convolutions(model, name)
+    set_memory_format(model, CPU, amp, channels_last)
+    dtype = torch.bfloat16 if amp == 'bf16' else torch.float32
+    for (key, shape), layer in layers.items():
+        # Values the compute type holds exactly, so the reference sees the same inputs.
+        x = torch.randn(shape).to(dtype).float()
+        with torch.no_grad():
+            layer.weight.copy_(layer.weight.to(dtype).float())
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_()
+        with autocast(CPU, amp):
+            y = layer(x)
+        g = torch.randn(y.shape).to(dtype)
+        layer.zero_grad(set_to_none=True)
+        y.backward(g.to(y.dtype))
+        got_input, got_weight = x.grad, layer.weight.grad
+        # The reference: fp32 in NCHW (fp32 accumulates as fp64 would at this tolerance).
+        reference = copy.deepcopy(layer).to(memory_format=torch.contiguous_format)
+        reference._forward_pre_hooks.clear()
+        reference._forward_hooks.clear()
+        x32 = x.detach().contiguous().requires_grad_()
+        reference(x32).backward(g.float())
+        for what, got, want in (('input', got_input, x32.grad),
+                                ('weight', got_weight, reference.weight.grad)):
+            error = _relative_error(got, want)
+            assert error < CONV_TOLERANCE, (
+                f'{name} {amp} channels_last={channels_last}: {key} ({type(layer).__name__}, '
+                f'groups {layer.groups}, dilation {layer.dilation}, input {shape}): {what} '
+                f'gradient off by {error:.3g} of its norm')
+
+
+@pytest.fixture(scope='module')
+def batch():
+    """Four real frames of the shipped sample sequence with their labels, at 128x96."""
+    folder = samples_dir() / 'camvid_0016E5'
+    images, labels = [], []
+    for path in sorted((folder / 'images').glob('*.jpg'))[::12][:4]:
+        image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        label = cv2.imread(str(folder / 'labels' / f'{path.stem}.png'), cv2.IMREAD_UNCHANGED)
+        images.append(cv2.resize(image, SIZE, interpolation=cv2.INTER_AREA))
+        labels.append(cv2.resize(label, SIZE, interpolation=cv2.INTER_NEAREST))
+    return (torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
+            torch.from_numpy(np.stack(labels).astype(np.int64)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('amp,channels_last', OFFERED)
+@pytest.mark.parametrize('name', list_models())
+def test_offered_precisions_train_with_finite_gradients(name, amp, channels_last, batch):
+    """A few dozen steps on real frames: every gradient finite, and the loss falls."""
+    images, labels = batch
+    torch.manual_seed(0)
+    model = create_model(name, 11).train()
+    set_memory_format(model, CPU, amp, channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    criterion = SegmentationLoss(None, 11)
+    losses = []
+    for step in range(STEPS):
+        with autocast(CPU, amp):
+            logits = forward_logits(model, images, model_info(name).input_multiple,
+                                    channels_last=channels_last)
+        loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        for key, parameter in model.named_parameters():
+            assert torch.isfinite(parameter.grad).all(), \
+                f'{name} {amp} channels_last={channels_last}: step {step}: {key} not finite'
+        optimizer.step()
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]
