@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# vision_msgs is not on PyPI: generated into .venv from its interface definitions
+# (third_party/vision_msgs) with the ROS interface tooling that requirements.txt installs.
+VISION_MSGS := $(VENV)/.vision_msgs
+VISION_MSGS_BUILD := $(VENV)/build/vision_msgs
+ENV := $(STAMP) $(VISION_MSGS)
 
 # Keep DDS discovery on this machine; tests pick their own ROS_DOMAIN_ID per process.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
@@ -15,7 +20,7 @@ export ROS_HOME := $(CURDIR)/log/ros_home
 
 all: test
 
-venv: $(STAMP)
+venv: $(ENV)
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,21 +31,40 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-build-isolation -e '.[slam]'
 	touch $(STAMP)
 
+# cmake and gcc build the C type support and Python bindings (about 2 minutes on 2 cores);
+# installed into .venv's lib/ and site-packages, as the message wheels are.
+$(VISION_MSGS): $(STAMP) third_party/vision_msgs/CMakeLists.txt third_party/vision_msgs/package.xml \
+		$(wildcard third_party/vision_msgs/msg/*.msg)
+	@command -v cmake > /dev/null && command -v cc > /dev/null || { echo 'make: generating' \
+		'vision_msgs needs cmake and a C compiler (Debian: apt-get install cmake gcc g++)' >&2; \
+		exit 1; }
+	rm -rf $(VISION_MSGS_BUILD)
+	PATH="$(abspath $(VENV))/bin:$$PATH" AMENT_PREFIX_PATH="$(abspath $(VENV))" \
+	CMAKE_PREFIX_PATH="$(abspath $(VENV))" cmake -S third_party/vision_msgs \
+		-B $(VISION_MSGS_BUILD) --log-level=WARNING -DCMAKE_BUILD_TYPE=Release \
+		-DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$(abspath $(VENV))" \
+		-DPython3_EXECUTABLE="$(abspath $(PY))"
+	cmake --build $(VISION_MSGS_BUILD) -j $$(nproc) -- --no-print-directory > /dev/null
+	cmake --install $(VISION_MSGS_BUILD) > /dev/null
+	$(PY) -c 'from vision_msgs.msg import LabelInfo; LabelInfo()'
+	rm -rf $(VISION_MSGS_BUILD)
+	touch $(VISION_MSGS)
+
 # Everything (CI): real DDS, training, colcon build; about 7 minutes on 2 cores.
-test: $(STAMP)
+test: $(ENV)
 	$(PY) -m pytest -q test
 
 # Unit tests only: no DDS, nothing that trains or builds for minutes.
-test-fast: $(STAMP)
+test-fast: $(ENV)
 	$(PY) -m pytest -q -m "not dds and not slow" test
 
-lint: $(STAMP)
+lint: $(ENV)
 	$(PY) -m pytest -q test/test_lint.py
 
-bench: $(STAMP)
+bench: $(ENV)
 	$(VENV)/bin/semseg bench --model all
 
-demo: $(STAMP)
+demo: $(ENV)
 	$(PY) -m semseg_ros.commands.demo --out demo_out
 
 clean:

@@ -36,6 +36,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90.0  # generous: two shared cores, torch import and DDS discovery
 WAIT = 20.0
 
+# The Nav2 recipe's remappings (docs/nodes.md): the node's outputs under the topic names of
+# Nav2's semantic segmentation demo, which config/nav2/semantic_segmentation_layer.yaml reads.
+# RIHS01 hash of vision_msgs 4.1.1's LabelInfo: what rosidl compiled into an independent ROS 2
+# build of vision_msgs (its generated label_info__description.c), and what rosbags' own RIHS01
+# code gives for the 4.1.1 definition (docs/nodes.md says how it was checked).
+RELEASED_LABEL_INFO_HASH = \
+    'RIHS01_3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783'
+NAV2_REMAPPINGS = {'~/label_mask': '/segmentation/mask',
+                   '~/confidence': '/segmentation/confidence',
+                   '~/label_info': '/segmentation/label_info'}
+
 
 def stamp_ns(header) -> int:
     """Return a message header's stamp in nanoseconds."""
@@ -80,14 +91,16 @@ class NodeProcess:
         label: Name of the log file.
         ros_args: What follows ``--ros-args``.
         module: The node's module (default: the segmentation node).
+        python_path: Folders searched for modules before the repository and the venv.
     """
 
     def __init__(self, tmp_dir: Path, label: str, ros_args,
-                 module: str = 'semseg_ros.nodes.segmentation_node'):
+                 module: str = 'semseg_ros.nodes.segmentation_node', python_path=()):
         self.log_path = tmp_dir / f'{label}.log'
         env = dict(os.environ)
         env['PYTHONPATH'] = os.pathsep.join(
-            [str(REPO_ROOT)] + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
+            [*map(str, python_path), str(REPO_ROOT)]
+            + ([env['PYTHONPATH']] if env.get('PYTHONPATH') else []))
         env['PYTHONUNBUFFERED'] = '1'
         env['RCUTILS_LOGGING_BUFFERED_STREAM'] = '0'
         with open(self.log_path, 'w') as log:

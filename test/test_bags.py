@@ -6,28 +6,32 @@ over DDS.
 """
 
 import json
+import os
 from pathlib import Path
 import shutil
 import struct
+import sys
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
+from rosbags.interfaces import QosDurability, QosReliability
 from rosbags.rosbag2 import Reader
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 import torch
 import yaml
 
-from semseg_ros.bags.evaluate import evaluate_recording, OutputTopics
+from ros_testing import RELEASED_LABEL_INFO_HASH
+from semseg_ros.bags.evaluate import evaluate_recording, OutputTopics, TruthMatcher
 from semseg_ros.bags.make import collect_frames, make_bag, SequenceError
 from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
                                       rgb_message, scores_message)
 from semseg_ros.bags.process import process_bag
 from semseg_ros.bags.storage import (BagError, BagWriter, DIAGNOSTIC_ARRAY, HEADER, IMAGE,
-                                     typestore)
+                                     LABEL_INFO, typestore)
 from semseg_ros.cli import main as semseg
 from semseg_ros.core.classes import colorize, load_class_set
 from semseg_ros.core.metrics import ConfusionMatrix
@@ -219,13 +223,66 @@ def test_process_round_trip(processed, sample_bag, segmenter, frames):
     assert 0.0 <= report.accuracy['miou'] <= 1.0
 
 
+def test_process_writes_label_info_once_latched(processed):
+    """One vision_msgs/LabelInfo before the first mask, offered latched, readable by rclpy."""
+    vision_msgs = pytest.importorskip('vision_msgs.msg',
+                                      reason='vision_msgs is not installed (make generates it)')
+    out, _ = processed
+    topics = read_all(out)
+    [(timestamp, raw, msgtype)] = topics[TOPICS.label_info]
+    first_mask = topics[TOPICS.label_mask][0]
+    assert msgtype == LABEL_INFO and timestamp == first_mask[0]
+    info = deserialize_message(raw, vision_msgs.LabelInfo)  # the real type's deserializer
+    assert stamp_of(info) == stamp_of(deserialize_message(first_mask[1], Image))
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        list(enumerate(load_class_set('camvid').names))
+    assert info.threshold == 0.0
+    with Reader(out) as reader:
+        [connection] = [c for c in reader.connections if c.topic == TOPICS.label_info]
+        [qos] = connection.ext.offered_qos_profiles
+    assert connection.digest == RELEASED_LABEL_INFO_HASH  # the bag's type_description_hash
+    assert qos.durability == QosDurability.TRANSIENT_LOCAL
+    assert qos.reliability == QosReliability.RELIABLE and qos.depth == 1
+
+
+def test_bag_label_info_is_the_released_and_the_generated_type():
+    """rosbags' LabelInfo hashes as the released package's and as the one make generates."""
+    assert typestore().hash_rihs01(LABEL_INFO) == RELEASED_LABEL_INFO_HASH
+    # What rosidl's type description generator computed for the installed package: in .venv
+    # (make), or under a ROS installation's prefixes.
+    prefixes = os.environ.get('AMENT_PREFIX_PATH', sys.prefix).split(os.pathsep)
+    found = [path for prefix in prefixes
+             if (path := Path(prefix) / 'share/vision_msgs/msg/LabelInfo.json').is_file()]
+    if not found:
+        pytest.skip('vision_msgs is not installed (make generates it)')
+    generated = json.loads(found[0].read_text())
+    assert {h['type_name']: h['hash_string'] for h in generated['type_hashes']} == {
+        name: typestore().hash_rihs01(name) for name in
+        ('vision_msgs/msg/LabelInfo', 'vision_msgs/msg/VisionClass', 'std_msgs/msg/Header',
+         'builtin_interfaces/msg/Time')}
+
+
+def test_unlabelled_predictions_are_scored_as_misses():
+    """A node with a threshold writes 255 (unlabelled): evaluation counts it as a miss."""
+    matcher = TruthMatcher(load_class_set('camvid'))
+    truth = np.zeros((4, 4), np.uint8)
+    truth[2:] = 3  # Road
+    prediction = truth.copy()
+    prediction[3:] = 255
+    matcher.truth(1, truth)
+    matcher.prediction(1, prediction)
+    result = matcher.result()
+    assert result['iou']['Sky'] == 1.0 and result['iou']['Road'] == pytest.approx(0.5)
+    assert result['pixel_accuracy'] == pytest.approx(0.75)
+
+
 def test_process_is_deterministic_and_can_skip_inputs(tmp_path, processed, sample_bag,
                                                       segmenter):
     """A second run gives the same masks byte for byte; --no-copy-input writes results only."""
     out = tmp_path / 'again'
     report = process_bag(sample_bag, out, segmenter, copy_input=False, progress=False)
     topics = read_all(out)
-    assert set(topics) == {TOPICS.label_mask, TOPICS.color_mask}
+    assert set(topics) == {TOPICS.label_mask, TOPICS.color_mask, TOPICS.label_info}
     assert topics[TOPICS.label_mask] == read_all(processed[0])[TOPICS.label_mask]
     assert report.accuracy['miou'] == pytest.approx(processed[1].accuracy['miou'])
 

@@ -1,5 +1,6 @@
 """``make demo`` in its reduced CI form: 8 bundled frames live through both real nodes."""
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -8,6 +9,7 @@ import sys
 
 import cv2
 import imageio.v2 as imageio
+from rosbags.interfaces import QosDurability
 from rosbags.rosbag2 import Reader
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +47,15 @@ def test_demo_produces_every_file(tmp_path):
     assert sheet is not None and sheet.shape[0] > 100
     with Reader(out / 'replay_bag') as recording:
         topics = {c.topic: c.msgcount for c in recording.connections}
+        label_info = [c for c in recording.connections
+                      if c.topic == '/segmentation_node/label_info']
     assert topics['/camera/image_raw'] == 8 and topics['/segmentation_node/label_mask'] > 0
+    # The class names, recorded as offered (latched), so the bag replays into Nav2 too.
+    if importlib.util.find_spec('vision_msgs') is not None:
+        [connection] = label_info
+        assert connection.msgtype == 'vision_msgs/msg/LabelInfo' and connection.msgcount == 1
+        [qos] = connection.ext.offered_qos_profiles
+        assert qos.durability == QosDurability.TRANSIENT_LOCAL
     assert topics['/keyframe_node/scores'] > 0 and topics['/keyframe_node/keyframe'] >= 1
     with Reader(out / 'input_bag') as replayed:
         assert {c.topic for c in replayed.connections} == {'/camera/image_raw',

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.classes import load_class_set, mark_unlabeled, UNLABELED_ID
 from semseg_ros.keyframes.config import load_keyframe_config
 from semseg_ros.keyframes.scoring import (dynamic_mask, FrameScore, histogram_novelty,
                                           KeyframeScorer, ScoreWeights, sharpness_score)
@@ -293,3 +293,20 @@ def test_scores_are_deterministic():
     a, b = scorer().score(labels, image), scorer().score(labels, image)
     assert a.as_dict() == b.as_dict()
     assert np.array_equal(a.histograms, b.histograms)
+
+
+def test_unlabelled_pixels_count_as_void_in_camvid_too():
+    """LabelInfo's unlabelled id (255), written under the node's threshold, is void as well."""
+    labels = half_building_half_sky()
+    confidence = np.full((H, W), 200, np.uint8)
+    confidence[:, :W // 4] = 50
+    unlabelled = mark_unlabeled(labels, confidence, threshold=0.5)
+    assert np.all(unlabelled[:, :W // 4] == UNLABELED_ID)
+    np.testing.assert_array_equal(unlabelled[:, W // 4:], labels[:, W // 4:])
+    assert scorer().score(unlabelled).void == pytest.approx(0.25)
+    assert mark_unlabeled(labels, confidence, threshold=0.0) is labels
+    labels[0, 0] = 254
+    with pytest.raises(ValueError, match=r'\[254\].*void 11 or 255'):
+        scorer().score(labels)
+    with pytest.raises(ValueError, match='threshold must be in'):
+        mark_unlabeled(labels, confidence, threshold=1.5)

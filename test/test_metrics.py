@@ -63,6 +63,30 @@ def test_torch_and_numpy_inputs_agree_and_updates_accumulate():
     np.testing.assert_array_equal(by_torch.matrix, by_numpy.matrix)
 
 
+def test_unlabelled_predictions_are_misses_charged_to_no_class():
+    """A pixel predicted 255 (LabelInfo's unlabelled) lowers its class's IoU and recall only.
+
+    Ground truth 0 0 1 1, prediction 0 255 1 255: class 0 TP 1 FN 1, class 1 TP 1 FN 1.
+    """
+    target = np.array([0, 0, 1, 1], np.uint8)
+    pred = np.array([0, 255, 1, 255], np.uint8)
+    by_numpy = ConfusionMatrix(3, ignore_index=11)
+    by_numpy.update(pred, target)
+    by_torch = ConfusionMatrix(3, ignore_index=11)
+    by_torch.update(torch.from_numpy(pred), torch.from_numpy(target))
+    for matrix in (by_numpy, by_torch):
+        assert matrix.matrix.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+        assert matrix.unlabeled.tolist() == [1, 1, 0] and matrix.total == 4
+        np.testing.assert_allclose(matrix.iou()[:2], [0.5, 0.5])
+        assert math.isnan(matrix.iou()[2])
+        np.testing.assert_allclose(matrix.class_accuracy()[:2], [0.5, 0.5])
+        assert matrix.pixel_accuracy() == pytest.approx(0.5)
+    merged = by_numpy.merge(by_torch)
+    assert merged.unlabeled.tolist() == [2, 2, 0] and merged.as_dict()['unlabeled'] == [2, 2, 0]
+    merged.reset()
+    assert merged.total == 0
+
+
 def test_merge_adds_counts_and_empty_matrix_has_nan_figures():
     """merge sums two matrices; an empty matrix reports NaN, not a division error."""
     matrix = _example().merge(_example())

@@ -22,7 +22,7 @@ ROSDEP_KEYS = {
     'onnxscript': 'python3-onnxscript-pip', 'pytest': 'python3-pytest',
     **{name: name for name in ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs',
                                'diagnostic_msgs', 'geometry_msgs', 'nav_msgs',
-                               'builtin_interfaces', 'launch',
+                               'vision_msgs', 'builtin_interfaces', 'launch',
                                'launch_ros', 'launch_testing')},
 }
 # What test/test_lint.py runs (the flake8 plugins are loaded, not imported).

@@ -21,10 +21,10 @@ from std_msgs.msg import String
 import torch
 import yaml
 
-from ros_testing import (image_msg, next_stamp, NodeProcess, Probe, send, stop_all, WAIT,
-                         wait_ready)
+from ros_testing import (image_msg, NAV2_REMAPPINGS, next_stamp, NodeProcess, Probe,
+                         RELEASED_LABEL_INFO_HASH, send, stop_all, WAIT, wait_ready)
 from semseg_ros.core.backends import resolve_backend
-from semseg_ros.core.classes import load_class_set
+from semseg_ros.core.classes import load_class_set, mark_unlabeled, UNLABELED_ID
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.core.serving import render_overlay
 from semseg_ros.core.weights import save_weights
@@ -42,6 +42,8 @@ RAW_NODE = '/segmentation_node'
 RAW_TOPIC = '/test_camera/image'
 COMPRESSED_NODE = '/robot/segmentation_node'
 COMPRESSED_BASE = '/robot_camera/image'
+THRESHOLD_NODE = '/thresholded'
+THRESHOLD_TOPIC = '/thresholded_camera/image'
 CLASSES = load_class_set('camvid')
 
 
@@ -95,6 +97,15 @@ def frame(samples):
 
 
 @pytest.fixture(scope='module')
+def threshold(segmenter, frame):
+    """A threshold that leaves some of the frame's pixels unlabelled and some labelled."""
+    confidence = segmenter.segment(frame, with_confidence=True).confidence
+    # Half-way between two confidence levels: no pixel lies on it, so a level of rounding
+    # noise between this process and the node moves few pixels across.
+    return (float(np.median(confidence)) + 0.5) / 255.0
+
+
+@pytest.fixture(scope='module')
 def probe():
     """The probe node, for the whole module."""
     probe = Probe('segmentation_test_probe')
@@ -121,12 +132,17 @@ def config_node_args(config: str, weights_file) -> list:
 
 
 @pytest.fixture(scope='module')
-def node_processes(tmp_dir, weights_file):
+def node_processes(tmp_dir, weights_file, threshold):
     """Start every node subprocess of the module at once: start-up dominates the run time.
 
-    The raw-image and compressed-image nodes serve most tests; the config nodes and a node
-    with a bad parameter are checked by their own tests.
+    The raw-image and compressed-image nodes serve most tests; the config nodes, a node with a
+    bad parameter, one with a confidence threshold and one without vision_msgs are checked by
+    their own tests.
     """
+    hidden = tmp_dir / 'no_vision_msgs' / 'vision_msgs'
+    hidden.mkdir(parents=True)
+    (hidden / '__init__.py').write_text(
+        "raise ImportError(\"No module named 'vision_msgs' (hidden by the test)\")\n")
     nodes = {
         'raw': NodeProcess(tmp_dir, 'raw_node', [
             *common_args(weights_file), '-p', 'publish_confidence:=true',
@@ -137,6 +153,14 @@ def node_processes(tmp_dir, weights_file):
             '-r', '__ns:=/robot', '-r', f'image:={COMPRESSED_BASE}']),
         'bad_model': NodeProcess(tmp_dir, 'bad_model', [
             '-r', '__node:=bad_model', '-p', 'model:=segformer']),
+        'thresholded': NodeProcess(tmp_dir, 'thresholded', [  # as the Nav2 recipe runs it
+            *common_args(weights_file), '-p', f'threshold:={threshold}',
+            '-p', 'publish_confidence:=true', '-r', f'__node:={THRESHOLD_NODE[1:]}',
+            '-r', f'image:={THRESHOLD_TOPIC}',
+            *(arg for pair in NAV2_REMAPPINGS.items() for arg in ('-r', ':='.join(pair)))]),
+        'no_vision_msgs': NodeProcess(tmp_dir, 'no_vision_msgs', [
+            *common_args(weights_file), '-r', '__node:=no_vision_msgs'],
+            python_path=[hidden.parent]),
     }
     for config in CONFIGS:
         nodes[config] = NodeProcess(tmp_dir, config.removesuffix('.yaml'),
@@ -251,6 +275,78 @@ def test_class_info_reaches_a_late_subscriber(probe, raw_node):
     assert [c['name'] for c in info['classes']] == list(CLASSES.names)
     assert [c['color'] for c in info['classes']] == CLASSES.colors.tolist()
     assert info['ignore_index'] == CLASSES.ignore_index
+
+
+def test_label_info_is_the_standard_type_latched(probe, node_processes, threshold):
+    """~/label_info: vision_msgs/LabelInfo of the released type, transient-local, ids and names.
+
+    The subscriber uses the generated vision_msgs and joins late; the publisher's endpoint
+    advertises the released package's RIHS01 type hash, so no look-alike type would pass.
+    """
+    vision_msgs = pytest.importorskip('vision_msgs.msg',
+                                      reason='vision_msgs is not installed (make generates it)')
+    wait_ready(probe, node_processes['thresholded'], THRESHOLD_NODE)
+    topic = NAV2_REMAPPINGS['~/label_info']  # remapped as in the Nav2 recipe
+    received = []
+    latched = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)  # as Nav2's layer asks
+    subscription = probe.node.create_subscription(vision_msgs.LabelInfo, topic,
+                                                  received.append, latched)
+    probe.wait_for(lambda: received, WAIT, 'late label_info')
+    probe.node.destroy_subscription(subscription)
+    [info] = received
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        list(enumerate(CLASSES.names))
+    assert info.threshold == pytest.approx(threshold)
+    assert info.header.stamp.sec > 0
+    [endpoint] = probe.node.get_publishers_info_by_topic(topic)
+    assert endpoint.topic_type == 'vision_msgs/msg/LabelInfo'
+    assert str(endpoint.topic_type_hash) == RELEASED_LABEL_INFO_HASH
+    assert endpoint.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert endpoint.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert probe.diagnostics(THRESHOLD_NODE, time.monotonic())['label_info'] == 'published'
+
+
+def test_threshold_marks_unconfident_pixels_unlabelled(probe, node_processes, frame,
+                                                       segmenter, threshold):
+    """Under the threshold ~/label_mask holds 255 (LabelInfo's unlabelled), drawn in void.
+
+    Mask and confidence arrive under the Nav2 recipe's names, with the camera's header.
+    """
+    wait_ready(probe, node_processes['thresholded'], THRESHOLD_NODE)
+    for name in ('~/label_mask', '~/confidence'):  # best effort, as Nav2's layer subscribes
+        probe.subscribe(Image, NAV2_REMAPPINGS[name], qos_profile_sensor_data)
+    probe.subscribe(Image, f'{THRESHOLD_NODE}/color_mask')
+    camera = probe.publisher(Image, THRESHOLD_TOPIC, qos_profile_sensor_data)
+    msg = image_msg(conversions.rgb_to_image_fields(frame, 'rgb8'))
+    outputs = send(probe, camera, msg, '/segmentation', ('mask', 'confidence'))
+    probe.node.destroy_publisher(camera)
+    labels = as_array(outputs['mask'])
+    assert outputs['confidence'].header == outputs['mask'].header == msg.header
+    expected = segmenter.segment(frame, with_confidence=True)
+    reference = mark_unlabeled(expected.labels, expected.confidence, threshold)
+    assert 0.2 < np.mean(reference == UNLABELED_ID) < 0.8
+    # Pixels at the threshold may go either way with another thread count's rounding.
+    assert np.mean(labels == reference) > 0.95
+    assert set(np.unique(labels)) <= set(range(CLASSES.num_classes)) | {UNLABELED_ID}
+    color = probe.wait_for(lambda: probe.stamped(f'{THRESHOLD_NODE}/color_mask',
+                                                 msg.header.stamp), WAIT, 'color_mask')[0]
+    np.testing.assert_array_equal(as_array(color), CLASSES.lookup_table()[labels])
+
+
+def test_starts_without_vision_msgs_with_a_warning(probe, node_processes):
+    """Where vision_msgs is missing the node warns, serves, and still latches class_info."""
+    node = node_processes['no_vision_msgs']
+    info = wait_ready(probe, node, '/no_vision_msgs')
+    assert [c['name'] for c in info['classes']] == list(CLASSES.names)
+    log = node.wait_for_log('is not published')
+    assert '~/label_info (vision_msgs/LabelInfo) is not published: No module named ' \
+        "'vision_msgs'" in log
+    assert not probe.node.get_publishers_info_by_topic('/no_vision_msgs/label_info')
+    values = probe.diagnostics('/no_vision_msgs', time.monotonic())
+    assert values['label_info'] == 'not published: vision_msgs missing'
+    node.signal(signal.SIGINT)
+    assert node.wait_exit() == 0
 
 
 def test_dynamic_parameters(probe, raw_node, camera, frame, segmenter):

@@ -47,12 +47,14 @@ class OutputTopics:
     Attributes:
         label_mask: Segmentation node's mono8 class ids.
         color_mask: Segmentation node's rgb8 colours.
+        label_info: Segmentation node's class names (vision_msgs/LabelInfo, latched).
         scores: Keyframe node's per-frame scores (DiagnosticArray).
         keyframe: Keyframe node's selected stamps (std_msgs/Header).
     """
 
     label_mask: str = '/segmentation_node/label_mask'
     color_mask: str = '/segmentation_node/color_mask'
+    label_info: str = '/segmentation_node/label_info'
     scores: str = '/keyframe_node/scores'
     keyframe: str = '/keyframe_node/keyframe'
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from semseg_ros.bags.storage import (BagError, COMPRESSED_IMAGE, deserialize,
                                      DIAGNOSTIC_ARRAY, find_topic, IMAGE, IMAGE_TYPES,
-                                     read_messages, reading, typestore)
+                                     LABEL_INFO, read_messages, reading, typestore)
+from semseg_ros.core.classes import ClassSet
 from semseg_ros.messages import conversions
 
 # Encodings `semseg bag make` writes: every raw encoding, or a CompressedImage codec.
@@ -95,6 +96,15 @@ def rgb_message(rgb: np.ndarray, stamp: int, frame_id: str, encoding: str = 'rgb
 def labels_message(labels: np.ndarray, stamp: int, frame_id: str):
     """Encode an ``H x W`` class-id map as a mono8 sensor_msgs/Image."""
     return _image(header(stamp, frame_id), conversions.mono8_to_image_fields(labels))
+
+
+def label_info_message(class_set: ClassSet, stamp: int, threshold: float = 0.0):
+    """Return the vision_msgs/LabelInfo of a class set, as the segmentation node publishes it."""
+    vision_class = _types()['vision_msgs/msg/VisionClass']
+    return _types()[LABEL_INFO](
+        header=header(stamp, ''), threshold=float(threshold),
+        class_map=[vision_class(class_id=class_id, class_name=name)
+                   for class_id, name in enumerate(class_set.names)])
 
 
 def decode_rgb(message, msgtype: str) -> np.ndarray:

@@ -5,7 +5,10 @@ fast as the CPU allows. The output bag gets, for every image, with the image's h
 and frame id) and record time:
 
 * ``/segmentation_node/label_mask`` (mono8 class ids) and ``/segmentation_node/color_mask``
-  (rgb8 palette colours), the topics the live segmentation node publishes;
+  (rgb8 palette colours), the topics the live segmentation node publishes, and once, before
+  the first mask, ``/segmentation_node/label_info`` (vision_msgs/LabelInfo, recorded as
+  latched: ``ros2 bag play`` republishes it transient-local, so Nav2's semantic segmentation
+  layer can read the bag as it reads the node);
 * with ``--keyframes``: ``/keyframe_node/scores`` (diagnostic_msgs/DiagnosticArray as the
   keyframe node publishes them: one status whose key/values are the score terms) and
   ``/keyframe_node/keyframe`` (std_msgs/Header with the keyframe's stamp, recorded at the
@@ -25,11 +28,12 @@ from typing import Dict, List, Optional
 from tqdm import tqdm
 
 from semseg_ros.bags.evaluate import AUTO, DEFAULT_LABELS_TOPIC, OutputTopics, TruthMatcher
-from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, labels_message,
-                                      rgb_message, scores_message, stamp_ns)
+from semseg_ros.bags.messages import (decode_labels, decode_rgb, header, label_info_message,
+                                      labels_message, rgb_message, scores_message, stamp_ns)
 from semseg_ros.bags.storage import (BagError, BagWriter, check_distinct, deserialize,
                                      DIAGNOSTIC_ARRAY, find_topic, has_topic, HEADER,
-                                     IMAGE, IMAGE_TYPES, message_count, read_messages, reading)
+                                     IMAGE, IMAGE_TYPES, LABEL_INFO, LATCHED, message_count,
+                                     read_messages, reading)
 from semseg_ros.core.classes import colorize
 from semseg_ros.core.segmenter import Segmenter
 from semseg_ros.keyframes import KeyframePolicy, KeyframeScorer, load_keyframe_config
@@ -151,6 +155,7 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
         wanted = list(reader.connections) if copy_input else images + truths
         label_out = bag.add_topic(topics.label_mask, IMAGE)
         color_out = bag.add_topic(topics.color_mask, IMAGE)
+        info_out = bag.add_topic(topics.label_info, LABEL_INFO, [LATCHED])
         selector = _Keyframes(bag, topics, keyframe_config) if keyframes else None
         bar = tqdm(total=message_count(images), desc='bag process', unit='frame',
                    disable=not progress)
@@ -181,6 +186,8 @@ def process_bag(in_bag, out_bag, segmenter: Segmenter, topic: str = '/camera/ima
             result = segmenter.segment(rgb)
             segment_ms += sum(result.timings_ms.values())
             labels = result.labels
+            if not report.frames:
+                bag.write_message(info_out, record_ns, label_info_message(class_set, stamp))
             bag.write_message(label_out, record_ns, labels_message(labels, stamp, frame_id))
             bag.write_message(color_out, record_ns,
                               rgb_message(colorize(labels, class_set), stamp, frame_id)[1])

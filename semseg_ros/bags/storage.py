@@ -18,15 +18,17 @@ import tempfile
 import threading
 from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
-from rosbags.interfaces import Connection, MessageDefinitionFormat
+from rosbags.interfaces import (Connection, MessageDefinitionFormat, Qos, QosDurability,
+                                QosHistory, QosLiveliness, QosReliability, QosTime)
 from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer, WriterError
-from rosbags.typesys import get_typestore, Stores
+from rosbags.typesys import get_types_from_msg, get_typestore, Stores
 
 IMAGE = 'sensor_msgs/msg/Image'
 COMPRESSED_IMAGE = 'sensor_msgs/msg/CompressedImage'
 DIAGNOSTIC_ARRAY = 'diagnostic_msgs/msg/DiagnosticArray'
 HEADER = 'std_msgs/msg/Header'
 STRING = 'std_msgs/msg/String'
+LABEL_INFO = 'vision_msgs/msg/LabelInfo'
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 
 # Storage formats: MCAP is the default of ros2 bag since Iron and opens in Foxglove directly.
@@ -39,10 +41,30 @@ class BagError(ValueError):
     """A bag cannot be used: missing, not a bag, corrupt, or without the topic asked for."""
 
 
+# vision_msgs 4.1.1's LabelInfo and VisionClass (third_party/vision_msgs; comments left out,
+# they are not part of the type): rosbags' Kilted store lacks vision_msgs. Same RIHS01 hash as
+# the released package (test/test_bags.py checks it, and against the generated package's).
+VISION_MSGS_DEFINITIONS = {
+    'vision_msgs/msg/VisionClass': 'uint16 class_id\nstring class_name\n',
+    LABEL_INFO: 'std_msgs/Header header\nvision_msgs/VisionClass[] class_map\n'
+                'float32 threshold\n',
+}
+_NO_TIME = QosTime(sec=0, nsec=0)
+# What a latched publisher offers (reliable, transient-local, depth 1): recorded with a topic,
+# ros2 bag play publishes it so, and late subscribers (Nav2's layer) still get the message.
+LATCHED = Qos(history=QosHistory.KEEP_LAST, depth=1, reliability=QosReliability.RELIABLE,
+              durability=QosDurability.TRANSIENT_LOCAL, deadline=_NO_TIME, lifespan=_NO_TIME,
+              liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_NO_TIME,
+              avoid_ros_namespace_conventions=False)
+
+
 @functools.lru_cache(maxsize=1)
 def typestore():
-    """Return the rosbags type store of ROS 2 Kilted (the distribution of the rclpy wheels)."""
-    return get_typestore(Stores.ROS2_KILTED)
+    """Return the rosbags type store of ROS 2 Kilted (the rclpy wheels'), plus LabelInfo."""
+    store = get_typestore(Stores.ROS2_KILTED)
+    for name, definition in VISION_MSGS_DEFINITIONS.items():
+        store.register(get_types_from_msg(definition, name))
+    return store
 
 
 def _describe_path(path: Path) -> str:
@@ -237,12 +259,19 @@ class BagWriter:
             raise BagError(f'{self.path}: cannot create the bag: {error}') from error
         return self
 
-    def add_topic(self, topic: str, msgtype: str) -> Connection:
-        """Register a topic (once per topic and type); return its connection."""
+    def add_topic(self, topic: str, msgtype: str, qos: Sequence[Qos] = ()) -> Connection:
+        """Register a topic (once per topic and type); return its connection.
+
+        Args:
+            topic: The topic name.
+            msgtype: Its type (``sensor_msgs/msg/Image``).
+            qos: The profiles its publisher offered (e.g. ``[LATCHED]``); empty: unknown, ros2
+                bag play then publishes with its defaults.
+        """
         key = (topic, msgtype)
         if key not in self._connections:
-            self._connections[key] = self._writer.add_connection(topic, msgtype,
-                                                                 typestore=typestore())
+            self._connections[key] = self._writer.add_connection(
+                topic, msgtype, typestore=typestore(), offered_qos_profiles=qos)
             self.counts[topic] = 0
         return self._connections[key]
 

@@ -9,6 +9,10 @@ import yaml
 
 from semseg_ros.core.resources import config_dir
 
+# vision_msgs/LabelInfo's convention: the largest id of the mask's type (255 in a mono8 mask)
+# is "unlabelled". The segmentation node writes it where no class is confident enough.
+UNLABELED_ID = 255
+
 
 @dataclass(frozen=True)
 class ClassSet:
@@ -86,6 +90,27 @@ def load_class_set(name_or_path: Union[str, Path]) -> ClassSet:
         raise ValueError(f'{path}: ignore_index {ignore_index} collides with a class id')
     return ClassSet(str(spec.get('name', path.stem)), names, colors.astype(np.uint8),
                     ignore_index, ignore_color)
+
+
+def mark_unlabeled(labels: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """Return ``labels`` with :data:`UNLABELED_ID` where the confidence is under ``threshold``.
+
+    Args:
+        labels: ``H x W`` uint8 class ids (not modified).
+        confidence: ``H x W`` uint8, 255 x the top class probability.
+        threshold: Top probability (0..1) a pixel needs to keep its class; 0 keeps every one.
+
+    Raises:
+        ValueError: The shapes differ or the threshold is outside [0, 1].
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f'threshold must be in [0, 1], got {threshold}')
+    if labels.shape != confidence.shape:
+        raise ValueError(f'labels {labels.shape} and confidence {confidence.shape} differ in '
+                         'size')
+    if threshold <= 0.0:
+        return labels
+    return np.where(confidence < threshold * 255.0, np.uint8(UNLABELED_ID), labels)
 
 
 def colorize(labels: np.ndarray, class_set: ClassSet, out: np.ndarray = None) -> np.ndarray:

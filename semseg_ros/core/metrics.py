@@ -3,13 +3,17 @@
 Rows of the matrix are ground-truth classes, columns predicted classes. Pixels whose
 ground truth is the ignore id are not counted. A class that appears neither in the ground
 truth nor in the predictions has no IoU (NaN) and is left out of the mean, as in the
-usual CamVid and Cityscapes protocols.
+usual CamVid and Cityscapes protocols. A pixel predicted unlabelled (LabelInfo's 255, which
+the segmentation node writes under its confidence threshold) is a miss of its true class
+that no class is charged for: it lowers that class's IoU and recall and the pixel accuracy.
 """
 
 import math
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
+
+from semseg_ros.core.classes import UNLABELED_ID
 
 
 def _as_numpy(array) -> np.ndarray:
@@ -34,6 +38,8 @@ class ConfusionMatrix:
         num_classes: Number of real classes (void excluded).
         ignore_index: Ground-truth id that is not counted (None: every id counts).
         matrix: ``int64`` counts, ``matrix[true, predicted]``.
+        unlabeled: ``int64`` counts per ground-truth class of pixels predicted unlabelled
+            (:data:`UNLABELED_ID`, where it is not a class id).
     """
 
     def __init__(self, num_classes: int, ignore_index: Optional[int] = None):
@@ -49,10 +55,13 @@ class ConfusionMatrix:
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
+        self.unlabeled = np.zeros(num_classes, np.int64)
+        self._unlabeled_id = UNLABELED_ID if num_classes <= UNLABELED_ID else None
 
     def reset(self) -> None:
         """Set every count to zero."""
         self.matrix[:] = 0
+        self.unlabeled[:] = 0
 
     def update(self, pred, target) -> None:
         """Count a batch of predictions against its ground truth.
@@ -63,7 +72,7 @@ class ConfusionMatrix:
 
         Raises:
             ValueError: The shapes differ, or an id is outside ``0..num_classes-1`` (other
-                than the ignore id in ``target``).
+                than the ignore id in ``target`` and the unlabelled id in ``pred``).
         """
         if tuple(pred.shape) != tuple(target.shape):
             raise ValueError(f'prediction shape {tuple(pred.shape)} differs from ground-truth '
@@ -79,6 +88,10 @@ class ConfusionMatrix:
                 target, pred = target[keep], pred[keep]
             self._check_range(int(target.min()) if target.numel() else 0,
                               int(target.max()) if target.numel() else 0, 'ground-truth')
+            if self._unlabeled_id is not None:
+                missed = pred == self._unlabeled_id
+                self.unlabeled += torch.bincount(target[missed], minlength=n).cpu().numpy()
+                target, pred = target[~missed], pred[~missed]
             self._check_range(int(pred.min()) if pred.numel() else 0,
                               int(pred.max()) if pred.numel() else 0, 'predicted')
             counts = torch.bincount(target * n + pred, minlength=n * n)
@@ -91,6 +104,11 @@ class ConfusionMatrix:
             target, pred = target[keep], pred[keep]
         if target.size:
             self._check_range(int(target.min()), int(target.max()), 'ground-truth')
+            if self._unlabeled_id is not None:
+                missed = pred == self._unlabeled_id
+                self.unlabeled += np.bincount(target[missed], minlength=n)
+                target, pred = target[~missed], pred[~missed]
+        if target.size:
             self._check_range(int(pred.min()), int(pred.max()), 'predicted')
         self.matrix += np.bincount(target * n + pred, minlength=n * n).reshape(n, n)
 
@@ -107,6 +125,7 @@ class ConfusionMatrix:
             raise ValueError(f'cannot merge a {other.num_classes}-class confusion matrix into '
                              f'a {self.num_classes}-class one')
         self.matrix += other.matrix
+        self.unlabeled += other.unlabeled
         return self
 
     def all_reduce(self) -> 'ConfusionMatrix':
@@ -120,20 +139,26 @@ class ConfusionMatrix:
         if not (dist.is_available() and dist.is_initialized()):
             return self
         device = 'cuda' if dist.get_backend() == 'nccl' else 'cpu'
-        counts = torch.from_numpy(self.matrix).to(device)
+        counts = torch.from_numpy(np.concatenate([self.matrix.ravel(), self.unlabeled]))
+        counts = counts.to(device)
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        self.matrix[:] = counts.cpu().numpy()
+        counts = counts.cpu().numpy()
+        self.matrix[:] = counts[:self.matrix.size].reshape(self.matrix.shape)
+        self.unlabeled[:] = counts[self.matrix.size:]
         return self
 
     @property
     def total(self) -> int:
-        """Number of counted (non-ignored) pixels."""
-        return int(self.matrix.sum())
+        """Number of counted (non-ignored) pixels, those predicted unlabelled included."""
+        return int(self.matrix.sum() + self.unlabeled.sum())
 
     def iou(self) -> np.ndarray:
-        """Per-class intersection over union ``TP / (TP + FP + FN)``; NaN for absent classes."""
+        """Per-class intersection over union ``TP / (TP + FP + FN)``; NaN for absent classes.
+
+        FN includes the class's pixels predicted unlabelled.
+        """
         true_positive = np.diag(self.matrix).astype(np.float64)
-        union = self.matrix.sum(0) + self.matrix.sum(1) - true_positive
+        union = self.matrix.sum(0) + self.matrix.sum(1) + self.unlabeled - true_positive
         with np.errstate(invalid='ignore', divide='ignore'):
             return np.where(union > 0, true_positive / np.maximum(union, 1), np.nan)
 
@@ -143,13 +168,13 @@ class ConfusionMatrix:
 
     def pixel_accuracy(self) -> float:
         """Fraction of counted pixels predicted correctly (NaN if none counted)."""
-        total = self.matrix.sum()
+        total = self.total
         return float(np.trace(self.matrix) / total) if total else float('nan')
 
     def class_accuracy(self) -> np.ndarray:
         """Per-class recall ``TP / (TP + FN)``; NaN for classes absent from the ground truth."""
         true_positive = np.diag(self.matrix).astype(np.float64)
-        support = self.matrix.sum(1)
+        support = self.matrix.sum(1) + self.unlabeled
         return np.where(support > 0, true_positive / np.maximum(support, 1), np.nan)
 
     def mean_class_accuracy(self) -> float:
@@ -185,6 +210,7 @@ class ConfusionMatrix:
             'iou': {n: _json_number(v) for n, v in zip(names, iou)},
             'class_accuracy': {n: _json_number(v) for n, v in zip(names, accuracy)},
             'confusion_matrix': self.matrix.tolist(),
+            'unlabeled': self.unlabeled.tolist(),
             'ignore_index': self.ignore_index,
         }
 

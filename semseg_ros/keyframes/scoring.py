@@ -51,7 +51,7 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 import cv2
 import numpy as np
 
-from semseg_ros.core.classes import ClassSet, load_class_set
+from semseg_ros.core.classes import ClassSet, load_class_set, UNLABELED_ID
 from semseg_ros.keyframes.config import load_keyframe_config, validate_keyframe_config
 
 
@@ -287,17 +287,22 @@ class KeyframeScorer:
         return self.class_set.names.index(name)
 
     def check_labels(self, labels: np.ndarray) -> None:
-        """Raise ValueError unless labels is 2-D uint8 with ids of the class set or void."""
+        """Raise ValueError unless labels is 2-D uint8 with ids of the class set or void.
+
+        Void is the class set's ignore id or :data:`UNLABELED_ID` (LabelInfo's "unlabelled",
+        which the segmentation node writes under its confidence threshold).
+        """
         _check_labels(labels)
         num_classes, ignore = self.class_set.num_classes, self.class_set.ignore_index
-        highest = int(labels.max())
-        if highest < num_classes or (highest == ignore and not np.any(
-                (labels >= num_classes) & (labels != ignore))):
+        if int(labels.max()) < num_classes:
             return
-        bad = np.unique(labels[(labels >= num_classes) & (labels != ignore)])
+        outside = (labels >= num_classes) & (labels != ignore) & (labels != UNLABELED_ID)
+        if not outside.any():
+            return
+        bad = np.unique(labels[outside])
         raise ValueError(f'labels hold id(s) {bad[:10].tolist()} outside the class set '
                          f'{self.class_set.name!r} (ids 0..{num_classes - 1}, void '
-                         f'{ignore})')
+                         f'{ignore} or {UNLABELED_ID})')
 
     def _cells(self, height: int, width: int) -> Tuple[int, np.ndarray]:
         """Return (stride, per-pixel cell offset ``cell * num_bins``) for a label-mask size."""

@@ -10,7 +10,9 @@ then evaluated by :func:`semseg_ros.bags.evaluate.evaluate_recording` (latency m
 processed and dropped frames, achieved FPS, mIoU against the bag's ground truth).
 
 Recording subscriptions are made once a topic's publishers are discovered, with their
-reliability and durability (as ``ros2 bag record`` adapts to publishers). The replayer and
+reliability and durability (as ``ros2 bag record`` adapts to publishers); a latched topic
+(the segmentation node's LabelInfo) is written as offered latched, so ``ros2 bag play``
+republishes it so. The replayer and
 the nodes it starts use the package's Fast DDS profile for camera-size images
 (:mod:`semseg_ros.live.dds`).
 """
@@ -37,7 +39,8 @@ from tqdm import tqdm
 from semseg_ros.bags.evaluate import AUTO, evaluate_recording, LiveReport, OutputTopics
 from semseg_ros.bags.messages import header_stamp_ns
 from semseg_ros.bags.storage import (BagWriter, check_distinct, COMPRESSED_IMAGE, find_topic,
-                                     IMAGE, IMAGE_TYPES, read_messages, reading)
+                                     IMAGE, IMAGE_TYPES, LABEL_INFO, LATCHED, read_messages,
+                                     reading)
 from semseg_ros.live.dds import large_image_profile, node_environment
 from semseg_ros.live.node_processes import parameter_arguments, wait_until
 
@@ -139,7 +142,7 @@ class BagReplayer(Node):
                 else ReliabilityPolicy.BEST_EFFORT,
                 durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
                 else DurabilityPolicy.VOLATILE)
-            connection = self.bag.add_topic(topic, msgtype)
+            connection = self.bag.add_topic(topic, msgtype, [LATCHED] if latched else ())
             self.subscriptions_by_topic[topic] = self.create_subscription(
                 message_class(msgtype), topic, self._recorder(topic, connection), qos,
                 raw=True)
@@ -314,6 +317,11 @@ def replay_bag(bag, topic: str = '/camera/image_raw', out=None, rate_factor: flo
     tmpdir = Path(tempfile.mkdtemp(prefix='semseg_replay_'))
     recording = Path(out) if out is not None else tmpdir / 'recording'
     record = {topics.label_mask: IMAGE, topics.color_mask: IMAGE}
+    try:  # the class names, so that the recording replays into Nav2 (docs/nodes.md)
+        message_class(LABEL_INFO)
+        record[topics.label_info] = LABEL_INFO
+    except ImportError:
+        pass  # no vision_msgs: the node publishes no LabelInfo either
     if launch is None or launch.keyframes:
         record.update({topics.scores: 'diagnostic_msgs/msg/DiagnosticArray',
                        topics.keyframe: 'std_msgs/msg/Header'})

@@ -28,7 +28,7 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from semseg_ros.core.classes import colorize
+from semseg_ros.core.classes import colorize, mark_unlabeled, UNLABELED_ID
 from semseg_ros.core.options import declared_options, Option
 from semseg_ros.core.segmenter import OUTPUT_RESOLUTIONS, Segmenter, SegmenterConfig
 from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, render_overlay,
@@ -36,6 +36,7 @@ from semseg_ros.core.serving import (describe_stats, LatestSlot, LogThrottle, re
 from semseg_ros.core.stopping import StopRequested
 from semseg_ros.messages import cdr, conversions
 from semseg_ros.nodes.diagnostics import publish_status
+from semseg_ros.nodes.label_info import label_info
 from semseg_ros.nodes.params import check_changes, declare, NodeConfigError
 from semseg_ros.nodes.spinning import run_nodes
 
@@ -68,6 +69,11 @@ def node_parameters() -> Dict[str, Tuple[Any, Option]]:
         'publish_confidence': (False, Option(
             'Compute and publish ~/confidence (255 x the top softmax probability) while it '
             'has subscribers.', read_only=False)),
+        'threshold': (0.0, Option(
+            'Top-class probability (0..1) a pixel needs to keep its class: below it '
+            f'~/label_mask holds {UNLABELED_ID}, the id vision_msgs/LabelInfo reserves for '
+            "'unlabelled' (void colour in ~/color_mask). Published in ~/label_info; 0: every "
+            'pixel keeps its class.', limits=(0.0, 1.0))),
         'max_image_pixels': (4096 * 4096, Option(
             'Frames with more pixels are dropped as bad input.', read_only=False,
             limits=(1, 2 ** 31 - 1))),
@@ -184,6 +190,7 @@ class SegmentationNode(Node):
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._class_info_pub = self.create_publisher(String, '~/class_info', latched)
         self._class_info_pub.publish(String(data=json.dumps(self.class_info())))
+        self._label_info_pub = self._publish_label_info(latched)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.create_timer(self._param('diagnostics_period'), self._publish_diagnostics)
         self.add_on_set_parameters_callback(lambda ps: check_changes(ps, self._specs))
@@ -217,6 +224,21 @@ class SegmentationNode(Node):
         except Exception as error:  # a runtime refusing the graph (onnxruntime, TensorRT)
             raise NodeConfigError(f'cannot load {config.model} on {config.backend}: '
                                   f'{type(error).__name__}: {error}') from error
+
+    def _publish_label_info(self, qos: QoSProfile):
+        """Publish ~/label_info once, latched; return its publisher (None without vision_msgs)."""
+        try:
+            message = label_info(self.class_set, self._param('threshold'),
+                                 self.get_clock().now().to_msg())
+            publisher = self.create_publisher(type(message), '~/label_info', qos)
+        except Exception as error:  # ImportError; a broken install's missing type support
+            self.get_logger().warning(
+                f'~/label_info (vision_msgs/LabelInfo) is not published: {error}. Install '
+                'vision_msgs (rosdep install, or ros-<distro>-vision-msgs); ~/class_info still '
+                'gives the class names.')
+            return None
+        publisher.publish(message)
+        return publisher
 
     def class_info(self) -> Dict[str, Any]:
         """Return what ~/class_info publishes: the class set plus the model that labels it."""
@@ -290,8 +312,11 @@ class SegmentationNode(Node):
             self._report(f'dropped a frame from {self.input_topic}: {error}', key=error.kind)
             return
         converted = time.perf_counter()
+        threshold = self._param('threshold')
         result = self.segmenter.segment(rgb, self._param('output_resolution'),
-                                        with_confidence='confidence' in wanted)
+                                        with_confidence='confidence' in wanted or threshold > 0)
+        if threshold > 0:
+            result.labels = mark_unlabeled(result.labels, result.confidence, threshold)
         segmented = time.perf_counter()
         messages = self._render(header, rgb, result, wanted)
         rendered = time.perf_counter()
@@ -346,6 +371,8 @@ class SegmentationNode(Node):
             ('output_resolution', self._param('output_resolution')),
             ('outputs', ', '.join(self._last_outputs) or 'none'),
             ('input_topic', self.input_topic),
+            ('label_info', 'published' if self._label_info_pub is not None
+             else 'not published: vision_msgs missing'),
             # DDS matching, both ends: whether frames can arrive and which outputs are read.
             ('matched_publishers/image', self._image_sub.get_publisher_count())]
         values += [(f'matched_subscribers/{name}', publisher.get_subscription_count())
