@@ -162,6 +162,25 @@ def test_the_same_weights_saved_twice_share_one_graph(seeded_network, tmp_path):
     assert file_digest(first) == file_digest(second)
 
 
+def test_an_untrained_network_is_the_same_in_every_process():
+    """weights none: a seeded network, the same in every process (so its graphs are keyed
+    alike and built once), drawn without touching the process's random state."""
+    import subprocess
+    import sys
+    from semseg_ros.core.weights import state_digest
+    script = ('from semseg_ros.core.segmenter import Segmenter, SegmenterConfig\n'
+              'from semseg_ros.core.weights import state_digest\n'
+              f'print(state_digest(Segmenter(SegmenterConfig(model={MODEL!r}, weights="none", '
+              'backend="torch")).network))')
+    state = torch.random.get_rng_state()
+    network = Segmenter(SegmenterConfig(model=MODEL, weights='none', backend='torch')).network
+    assert torch.equal(torch.random.get_rng_state(), state)
+    other = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                           timeout=120)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.split() == [state_digest(network)]
+
+
 def test_cuda_missing_falls_back_to_cpu(weights_file, caplog):
     """Asking for CUDA on a machine without it warns and runs on the CPU."""
     if torch.cuda.is_available():

@@ -143,3 +143,20 @@ def test_offered_precisions_train_with_finite_gradients(name, amp, channels_last
                 f'{name} {amp} channels_last={channels_last}: step {step}: {key} not finite'
         optimizer.step()
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
+
+
+def test_auto_chooses_the_measured_cpu_format_and_bf16_only_in_hardware(monkeypatch):
+    """On a CPU, auto is bf16 where the CPU has bf16 instructions (else fp32) and each
+    network's measured format; what is given is kept; CUDA's auto stays fp32 NCHW."""
+    from semseg_ros.training import engine
+    for bf16_in_hardware in (True, False):
+        monkeypatch.setattr(engine, 'cpu_has_native_bf16', lambda: bf16_in_hardware)
+        for name in list_models():
+            amp, channels_last, why = engine.training_speed_settings(name, CPU, 'auto', None)
+            assert amp == ('bf16' if bf16_in_hardware else 'none')
+            assert channels_last == engine.CPU_CHANNELS_LAST.get(name, False)
+            assert why.startswith('training in ') and name in why
+        assert engine.training_speed_settings('rds_net', CPU, 'none', True) == (
+            'none', True, '')
+    assert engine.training_speed_settings('mininet_v2_cpu', torch.device('cuda'), 'auto',
+                                          None)[:2] == ('none', False)

@@ -15,7 +15,8 @@ from semseg_ros.commands.options import add_segmenter_options
 from semseg_ros.core.backends import export_inference_graph, graph_metadata
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.resources import shipped_weights
-from semseg_ros.core.weights import file_digest_or_none, load_weights
+from semseg_ros.core.segmenter import UNTRAINED_SEED
+from semseg_ros.core.weights import load_weights, weights_digest
 from semseg_ros.export.verify import verify_deploy_graph
 from semseg_ros.models import check_input_size, create_model
 
@@ -40,7 +41,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         check_input_size(args.model, *args.size)
         num_classes = load_class_set(args.class_set).num_classes
-        network = create_model(args.model, num_classes=num_classes).eval()
+        network = create_model(args.model, num_classes=num_classes, seed=(
+            UNTRAINED_SEED if args.weights == 'none' else None)).eval()
         weights = None
         if args.weights != 'none':
             weights = (shipped_weights(args.model) if args.weights == 'shipped'
@@ -52,7 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     width, height = args.size
     if args.graph == 'deploy':
         precision = 'int8' if args.int8 else 'fp32'
-        metadata = graph_metadata(args.model, file_digest_or_none(weights), width, height,
+        metadata = graph_metadata(args.model, weights_digest(weights, network), width, height,
                                   precision, num_classes)
         export_inference_graph(network, args.out, width, height, args.confidence, metadata,
                                precision)

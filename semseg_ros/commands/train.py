@@ -86,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--distill-temperature', type=float, metavar='T',
                         help='softmax temperature of the distillation term'
                         + default('distill_temperature'))
-    parser.add_argument('--amp', choices=AMP_MODES, help='mixed precision' + default('amp'))
-    parser.add_argument('--channels-last', action='store_true',
-                        help='channels-last memory format')
+    parser.add_argument('--amp', choices=('auto',) + AMP_MODES,
+                        help='mixed precision; auto: bf16 on a CPU that computes it in '
+                        'hardware, else none' + default('amp'))
+    parser.add_argument('--channels-last', action=argparse.BooleanOptionalAction,
+                        help='channels-last memory format (default: on a CPU, the faster '
+                        'format measured for the network; NCHW on CUDA)')
     parser.add_argument('--compile', nargs='?', const='inductor', choices=COMPILE_BACKENDS,
                         help='compile the training step with torch.compile (default backend '
                         'inductor: needs a C++ compiler, a minute or two to start, then '

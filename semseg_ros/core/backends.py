@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from semseg_ros.core.files import cache_root
-from semseg_ros.core.weights import file_digest
+from semseg_ros.core.weights import weights_digest
 
 LOG = logging.getLogger(__name__)
 
@@ -610,15 +610,10 @@ class OnnxGraphCache:
         self.given = Path(given) if given is not None else None
         self.cache = graph_cache_dir(cache)
         self.folder = Path(folder) if folder is not None else None
-        if weights is None:
-            # Untrained weights differ per process: export into a folder removed with us.
-            self._tmp = tempfile.TemporaryDirectory(prefix='semseg_onnx_')
-            self.folder = Path(self._tmp.name)
-            self.stem, digest = f'{model_name}_untrained', 'untrained'
-        else:
-            self.stem, digest = weights.stem, file_digest(weights)
-        self.metadata = graph_metadata(model_name, digest, width, height, precision,
-                                       num_classes)
+        # Untrained networks are keyed by their state: seeded ones share graphs across runs.
+        self.stem = f'{model_name}_untrained' if weights is None else weights.stem
+        self.metadata = graph_metadata(model_name, weights_digest(weights, network), width,
+                                       height, precision, num_classes)
 
     def path(self, with_confidence: bool) -> Path:
         """Return the graph's file, building it first if it is missing or stale.
@@ -634,8 +629,8 @@ class OnnxGraphCache:
         if self.folder is not None:
             path = self.folder / f'{name}.onnx'
         else:
-            beside = self.weights.parent / f'{name}.onnx'
-            if _is_fresh(beside, self.metadata):
+            beside = None if self.weights is None else self.weights.parent / f'{name}.onnx'
+            if beside is not None and _is_fresh(beside, self.metadata):
                 return beside
             path = self.cache / f'{name}.{graph_key(self.metadata)}.onnx'
         if not _is_fresh(path, self.metadata):

@@ -30,6 +30,8 @@ LOG = logging.getLogger(__name__)
 OUTPUT_RESOLUTIONS = ('input', 'network')
 # Special values of SegmenterConfig.weights.
 SHIPPED, UNTRAINED = 'shipped', 'none'
+# The torch seed of an untrained network's weights.
+UNTRAINED_SEED = 0
 
 
 @dataclass
@@ -112,7 +114,9 @@ class Segmenter:
         self.config = config
         self.class_set = load_class_set(config.class_set)
         num_classes = self.class_set.num_classes
-        self.network = create_model(config.model, num_classes=num_classes)
+        # Untrained: seeded, so every process has the same network (and shares its graphs).
+        self.network = create_model(config.model, num_classes=num_classes,
+                                    seed=UNTRAINED_SEED if config.weights == UNTRAINED else None)
         self.weights_path = self._load_weights(num_classes)
         self.network.eval()
         size = (config.input_width, config.input_height)

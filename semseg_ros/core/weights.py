@@ -184,6 +184,21 @@ def file_digest(path: Union[str, Path]) -> str:
     return digest.hexdigest()
 
 
-def file_digest_or_none(path: Optional[Union[str, Path]]) -> str:
-    """Return a file's sha256, or 'untrained' when there is no weights file."""
-    return 'untrained' if path is None else file_digest(path)
+def state_digest(module: nn.Module) -> str:
+    """Return the sha256 hex digest of a module's state: names, types, shapes and values."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f'{name}:{tensor.dtype}:{tuple(tensor.shape)};'.encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes()
+                      if tensor.numel() else b'')
+    return digest.hexdigest()
+
+
+def weights_digest(path: Optional[Union[str, Path]], module: nn.Module) -> str:
+    """Return a weights file's sha256, or ``untrained-`` and the state digest without one.
+
+    An untrained network is seeded (:data:`~semseg_ros.core.segmenter.UNTRAINED_SEED`), so
+    every process has the same state and digest, and shares its graphs.
+    """
+    return f'untrained-{state_digest(module)}' if path is None else file_digest(path)

@@ -8,6 +8,7 @@ The shared model tests then cover it.
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+import torch
 from torch import nn
 
 
@@ -72,12 +73,16 @@ def model_info(name: str) -> ModelInfo:
     return _INFO[name]
 
 
-def create_model(name: str, num_classes: int = 11, **kwargs) -> nn.Module:
+def create_model(name: str, num_classes: int = 11, seed: Optional[int] = None,
+                 **kwargs) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: A name from :func:`list_models`.
         num_classes: Number of output classes (void excluded).
+        seed: Initialise the weights from this torch seed, leaving the process's random
+            state as it was (the same untrained network in every process); None draws them
+            from the process's random state.
         **kwargs: Passed to the model's constructor.
 
     Raises:
@@ -87,7 +92,12 @@ def create_model(name: str, num_classes: int = 11, **kwargs) -> nn.Module:
     _check_name(name)
     if num_classes < 1:
         raise ValueError(f'num_classes must be at least 1, got {num_classes}')
-    model = _CONSTRUCTORS[name](num_classes=num_classes, **kwargs)
+    if seed is None:
+        model = _CONSTRUCTORS[name](num_classes=num_classes, **kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = _CONSTRUCTORS[name](num_classes=num_classes, **kwargs)
     info = _INFO[name]
     model.model_name = name
     model.num_classes = num_classes

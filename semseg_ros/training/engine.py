@@ -21,6 +21,50 @@ from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.data.transforms import to_network_input
 
 AMP_MODES = ('none', 'bf16')
+# The fastest stable memory format of each network's CPU training step, fp32 and bf16 alike
+# (``python benchmarks/train_step.py --models all --batch-size 8 --crop 384x288 --rounds 6``
+# on an AMD EPYC Zen 4, 2 threads: docs/training.md). A network not listed trains NCHW.
+CPU_CHANNELS_LAST = {'enet': True, 'mininet_v2': True, 'mininet_v2_cpu': True,
+                     'rds_net': False}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX).
+
+    Elsewhere oneDNN emulates bf16, which is slower than fp32.
+    """
+    checks = [getattr(torch.cpu, name, None) for name in
+              ('_is_avx512_bf16_supported', '_is_amx_tile_supported')]
+    return any(check() for check in checks if check is not None)
+
+
+def training_speed_settings(model_name: str, device: torch.device, amp: str,
+                            channels_last: Optional[bool]) -> Tuple[str, bool, str]:
+    """Resolve ``--amp auto`` and an unset ``--channels-last`` for a network and device.
+
+    On a CPU, auto is the fastest stable combination measured for the network
+    (:data:`CPU_CHANNELS_LAST`), in bf16 where the CPU computes it in hardware (the
+    channels-last bf16 defect is kept out by :func:`set_memory_format`). On CUDA, auto is
+    fp32 NCHW, as before: not measured there.
+
+    Returns:
+        ``(amp, channels_last, why)``: the settings and, when any was chosen here, one line
+        saying what and why (else an empty string).
+    """
+    chosen = []
+    if amp == 'auto':
+        amp = 'bf16' if device.type == 'cpu' and cpu_has_native_bf16() else 'none'
+        chosen.append('bf16 (this CPU computes bf16 in hardware)' if amp == 'bf16' else
+                      'fp32' + (' (this CPU has no bf16 instructions)'
+                                if device.type == 'cpu' else ' (auto on CUDA)'))
+    if channels_last is None:
+        channels_last = device.type == 'cpu' and CPU_CHANNELS_LAST.get(model_name, False)
+        chosen.append(('channels-last' if channels_last else 'NCHW')
+                      + (f' (the faster format of {model_name} on a CPU)'
+                         if device.type == 'cpu' else ''))
+    why = ('training in ' + ', '.join(chosen) + '; --amp and --channels-last/'
+           '--no-channels-last choose otherwise') if chosen else ''
+    return amp, bool(channels_last), why
 
 
 def select_device(name: str = 'auto', local_rank: int = 0) -> torch.device:

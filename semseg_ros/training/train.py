@@ -66,7 +66,7 @@ from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
     autocast, evaluate_model, forward_logits, make_loader, progress_bar, seed_everything,
-    set_memory_format, to_device)
+    set_memory_format, to_device, training_speed_settings)
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import class_weights, distillation_loss, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
@@ -76,7 +76,7 @@ DEFAULTS: Dict[str, Any] = {
     'split': 'train', 'val_split': 'val', 'epochs': 100, 'batch_size': 8, 'crop': '480x360',
     'scale_range': [0.5, 2.0], 'no_augment': False, 'lr': 1e-3, 'weight_decay': 2e-4,
     'lr_end': 0.0, 'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
-    'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
+    'workers': 0, 'threads': None, 'seed': 0, 'amp': 'auto', 'channels_last': None,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
     'stop_after': None, 'time_budget': None, 'fit_epochs': False, 'ema': None,
@@ -328,6 +328,10 @@ class Trainer:
         self.init_record: Optional[Dict[str, Any]] = None
         if config['init'] and not (self.run_dir / 'last.pt').is_file():
             self.init_record = self._initialise(model)
+        config['amp'], config['channels_last'], chosen = training_speed_settings(
+            config['model'], device, config['amp'], config['channels_last'])
+        if chosen and self.is_main:
+            self._print(chosen)
         kept_nchw = set_memory_format(model, device, config['amp'], config['channels_last'])
         if kept_nchw and self.is_main:
             self._print(f'bf16 channels-last on the CPU: {len(kept_nchw)} dilated grouped '
