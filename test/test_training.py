@@ -164,6 +164,23 @@ def test_resume_equals_uninterrupted_run(camvid, tmp_path):
     assert [s['from_epoch'] for s in sessions] == [0, 1, 2]
 
 
+def test_run_from_before_augment_resumes_as_it_was(camvid, tmp_path):
+    """A run.json without --augment (older runs) resumes with its --no-augment flag read as
+    --augment none."""
+    run_dir = tmp_path / 'old'
+    assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '2', '--no-augment',
+                  '--out', str(run_dir), '--stop-after', '1') == 0
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert record['args']['augment'] == 'none'
+    del record['args']['augment']
+    record['args']['no_augment'] = True
+    (run_dir / 'run.json').write_text(json.dumps(record))
+    assert cli.main(['train', '--resume', str(run_dir), '--no-progress']) == 0
+    args = read_weights(run_dir / 'last.pt')['args']
+    assert (args['augment'], 'no_augment' in args) == ('none', False)
+    assert _history(run_dir)[-1]['lr'] == 0.0
+
+
 def test_device_pipeline_trains_resumes_exactly_and_holds_out(camvid, tmp_path):
     """The device-resident pipeline (CPU tensors here) learns, resumes bit-identically, and
     validates on the held-out sequence only."""
@@ -505,6 +522,9 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
     (['train', '--model', MODEL, '--data-root', '.', '--lr-end', '0.01', '--out', 'x'],
      '--lr-end must be at least 0 and below --lr'),
     (['train', '--resume', '{tmp}'], 'no run.json'),
+    (['train', '--model', MODEL, '--data-root', '.', '--augment', 'flip-translate',
+      '--scale-range', '1', '1', '--out', 'x'],
+     '--scale-range applies to --augment full only, not flip-translate'),
     (['train', '--model', MODEL, '--data-root', '.', '--init', '/no/w.pt', '--out', 'x'],
      '--init /no/w.pt: weights file not found: /no/w.pt'),
     (['eval', '--model', MODEL, '--data-root', '.', '--weights', '/no/w.pt'],

@@ -18,8 +18,9 @@ from semseg_ros.training import train
 from semseg_ros.training.engine import (AMP_MODES, distributed_context, limit_cv2_threads,
                                         select_device)
 from semseg_ros.training.losses import CLASS_WEIGHTINGS
-from semseg_ros.training.train import (COMPILE_BACKENDS, DATA_PIPELINES, DEFAULTS,
-                                       FIT_EPOCHS_AFTER, RESUME_OVERRIDES)
+from semseg_ros.training.train import (AUGMENTATIONS, COMPILE_BACKENDS, DATA_PIPELINES,
+                                       DEFAULTS, FIT_EPOCHS_AFTER, FLIP_TRANSLATE_PIXELS,
+                                       RESUME_OVERRIDES)
 
 PROG = 'semseg train'
 
@@ -47,10 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--batch-size', type=int,
                         help='images per step and process' + default('batch_size'))
     parser.add_argument('--crop', help='training crop WxH' + default('crop'))
+    parser.add_argument('--augment', choices=AUGMENTATIONS,
+                        help="training augmentation: 'full': flip, random scale, crop with "
+                        "translation, brightness and contrast; 'flip-translate': flip and a "
+                        f'shift of up to {FLIP_TRANSLATE_PIXELS} whole pixels in x and y '
+                        "(RDS-Net's paper); 'none': crop only" + default('augment'))
     parser.add_argument('--scale-range', type=float, nargs=2, metavar=('MIN', 'MAX'),
-                        help='random scale range' + default('scale_range'))
-    parser.add_argument('--no-augment', action='store_true',
-                        help='no flip, scale, translation or colour change (crop only)')
+                        help='random scale range of --augment full' + default('scale_range'))
+    parser.add_argument('--no-augment', dest='augment', action='store_const', const='none',
+                        help='the same as --augment none')
     parser.add_argument('--lr', type=float, help='initial learning rate' + default('lr'))
     parser.add_argument('--lr-end', type=float, help='learning rate the polynomial decay ends at'
                         + default('lr_end'))

@@ -4,6 +4,8 @@ Recipe: Adam, polynomial learning-rate decay (power 0.9, per iteration, to ``--l
 weight decay 2e-4, class-balanced cross-entropy at label resolution (logits upsampled
 bilinearly), augmentation by flip, scale, crop/translation and brightness/contrast.
 Validation mIoU at full resolution every ``--val-every`` epochs and at the end.
+RDS-Net's paper augmentation instead: ``--augment flip-translate`` (flips and shifts of up
+to 2 px only).
 
 A run folder holds::
 
@@ -74,8 +76,9 @@ from semseg_ros.training.plots import plot_training_curves
 DEFAULTS: Dict[str, Any] = {
     'model': None, 'dataset': 'camvid', 'data_root': None, 'class_set': None,
     'split': 'train', 'val_split': 'val', 'epochs': 100, 'batch_size': 8, 'crop': '480x360',
-    'scale_range': [0.5, 2.0], 'no_augment': False, 'lr': 1e-3, 'weight_decay': 2e-4,
-    'lr_end': 0.0, 'poly_power': 0.9, 'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
+    'scale_range': [0.5, 2.0], 'augment': 'full', 'lr': 1e-3, 'weight_decay': 2e-4,
+    'lr_end': 0.0, 'poly_power': 0.9,
+    'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'none', 'channels_last': False,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
@@ -84,6 +87,19 @@ DEFAULTS: Dict[str, Any] = {
     'distill_temperature': 1.0,
 }
 DATA_PIPELINES = ('auto', 'device', 'loader')
+# Whole pixels of shift in x and y under --augment flip-translate (RDS-Net's 0-2 px).
+FLIP_TRANSLATE_PIXELS = 2
+# What each --augment choice draws, as AugmentationSettings fields ('full': its defaults and
+# --scale-range).
+AUGMENTATIONS: Dict[str, Dict[str, Any]] = {
+    'full': {},
+    'flip-translate': {'scale_range': (1.0, 1.0), 'pixel_shift': FLIP_TRANSLATE_PIXELS,
+                       'brightness': 0.0, 'contrast': 0.0},
+    'none': {'scale_range': (1.0, 1.0), 'flip': False, 'translate': 0.0, 'brightness': 0.0,
+             'contrast': 0.0},
+}
+# Options that serve one choice of another option only: given with another, a usage error.
+ONLY_WITH = {'scale_range': ('augment', 'full')}
 # Steps between progress-bar loss updates (each reads the loss back from the device).
 PROGRESS_EVERY = 20
 # Seconds between checkpoints when epochs are short (every epoch is checkpointed otherwise).
@@ -119,6 +135,9 @@ def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
                              + ', '.join(sorted(RESUME_OVERRIDES)) + ' may be given, not '
                              + ', '.join('--' + s.replace('_', '-') for s in stray))
         config = {**DEFAULTS, **json.loads(run_file.read_text())['args']}
+        # Runs from before --augment stored --no-augment as a flag of its own.
+        if config.pop('no_augment', False):
+            config['augment'] = 'none'
         config.update({k: v for k, v in given.items() if k != 'resume'})
         config['out'] = str(run_dir)
         return config
@@ -126,6 +145,11 @@ def config_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     for key in ('model', 'data_root', 'out'):
         if not config.get(key):
             raise UsageError(f'--{key.replace("_", "-")} is required (or --resume RUN_DIR)')
+    for key in sorted(set(given) & set(ONLY_WITH)):
+        other, choice = ONLY_WITH[key]
+        if config[other] != choice:
+            raise UsageError(f'--{key.replace("_", "-")} applies to --{other.replace("_", "-")} '
+                             f'{choice} only, not {config[other]}')
     if (Path(config['out']) / 'last.pt').exists():
         raise UsageError(f'--out {config["out"]} already holds a run; continue it with '
                          f'--resume {config["out"]} or choose another folder')
@@ -232,10 +256,9 @@ def _datasets(config: Dict[str, Any], progress: bool):
 
 def _augmentation_settings(config: Dict[str, Any]) -> Dict[str, Any]:
     """Keyword arguments of the training augmentation (CPU or device) a run asks for."""
-    if config['no_augment']:
-        return {'scale_range': (1.0, 1.0), 'flip': False, 'translate': 0.0,
-                'brightness': 0.0, 'contrast': 0.0}
-    return {'scale_range': tuple(config['scale_range'])}
+    if config['augment'] == 'full':
+        return {'scale_range': tuple(config['scale_range'])}
+    return dict(AUGMENTATIONS[config['augment']])
 
 
 def _rng_state() -> Dict[str, Any]:
