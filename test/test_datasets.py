@@ -13,7 +13,8 @@ from semseg_ros.data.datasets import (
     build_dataset, CamVidDataset, CityscapesDataset, FolderDataset, parse_sequences, read_image,
     sequence_of)
 from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, epoch_generator
-from semseg_ros.data.transforms import to_network_input, TrainAugmentation
+from semseg_ros.data.transforms import resize_pair, to_network_input, TrainAugmentation
+from semseg_ros.training.train import AUGMENTATIONS
 
 
 def _camvid_copy(camvid: Path, root: Path, split: str, count: int) -> Path:
@@ -302,6 +303,75 @@ def test_device_augmentation_matches_cpu_statistics_and_repeats(camvid):
             cpu_mean.append(cpu_image.mean())
     assert abs(np.mean(device_void) - np.mean(cpu_void)) < 0.08
     assert abs(np.mean(device_mean) - np.mean(cpu_mean)) < 12
+
+
+def _window_origins(out_image, out_label, image, label, reach):
+    """Return every (flip, x0, y0) whose crop of the frame (flipped or not), padded by
+    ``reach`` pixels of black and void (11), is exactly the augmented pair."""
+    out_image, out_label = np.asarray(out_image), np.asarray(out_label)
+    crop_h, crop_w = out_label.shape
+    height, width = label.shape
+    found = []
+    for flip in (False, True):
+        frame, ids = (image[:, ::-1], label[:, ::-1]) if flip else (image, label)
+        frame = np.pad(frame, ((reach, reach), (reach, reach), (0, 0)))
+        ids = np.pad(ids, reach, constant_values=11)
+        for y0 in range(-reach, height - crop_h + reach + 1):
+            for x0 in range(-reach, width - crop_w + reach + 1):
+                rows = slice(reach + y0, reach + y0 + crop_h)
+                cols = slice(reach + x0, reach + x0 + crop_w)
+                if np.array_equal(ids[rows, cols], out_label) \
+                        and np.array_equal(frame[rows, cols], out_image):
+                    found.append((flip, x0, y0))
+    return found
+
+
+def _flip_translate_draws(pairs, crop, seeds, reach):
+    """Augment the pairs with --augment flip-translate on both pipelines; return the
+    (flip, x0, y0) each output is an exact crop at, per pipeline, checking the label ids."""
+    settings = AUGMENTATIONS['flip-translate']
+    cpu_augment = TrainAugmentation(crop, 11, **settings)
+    device_augment = DeviceAugmentation(crop, 11, **settings)
+    images = torch.from_numpy(np.stack([i for i, _ in pairs])).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(np.stack([lab for _, lab in pairs]))
+    draws = {'loader': [], 'device': []}
+    for seed in seeds:
+        out_images, out_labels = device_augment(images, labels,
+                                                epoch_generator(torch.device('cpu'), seed))
+        for n, (image, label) in enumerate(pairs):
+            cpu_image, cpu_label = cpu_augment(image, label, np.random.default_rng((seed, n)))
+            outputs = {'loader': (cpu_image, cpu_label),
+                       'device': (out_images[n].permute(1, 2, 0), out_labels[n])}
+            for pipeline, (out_image, out_label) in outputs.items():
+                assert set(np.unique(np.asarray(out_label))) <= set(range(12)), pipeline
+                origins = _window_origins(out_image, out_label, image, label, reach)
+                assert len(origins) == 1, (pipeline, seed, n, origins)
+                draws[pipeline].append(origins[0])
+    return draws
+
+
+def test_flip_translate_shifts_whole_frames_by_at_most_2_pixels(camvid):
+    """--augment flip-translate on whole 480x360 frames: each output, on either pipeline, is
+    the frame (flipped or not) shifted by whole pixels, at most 2 in x and y, with black and
+    void where it moved in, and both pipelines draw every shift and both flips."""
+    pairs, _, _ = _frame_batch(camvid)
+    draws = _flip_translate_draws(pairs, (480, 360), range(12), reach=3)
+    for pipeline, drawn in draws.items():
+        assert {x for _, x, _ in drawn} == set(range(-2, 3)), pipeline
+        assert {y for _, _, y in drawn} == set(range(-2, 3)), pipeline
+        assert 0.3 < np.mean([flip for flip, _, _ in drawn]) < 0.7, pipeline
+
+
+def test_flip_translate_places_smaller_crops_in_whole_pixels(camvid):
+    """With a crop smaller than the frame, flip-translate places it anywhere in the frame,
+    in whole pixels, up to 2 pixels beyond its edges (no scaling, no blur), on both pipelines."""
+    pairs, _, _ = _frame_batch(camvid)
+    pairs = [resize_pair(image, label, (120, 90)) for image, label in pairs]
+    draws = _flip_translate_draws(pairs, (96, 72), range(6), reach=4)
+    for pipeline, drawn in draws.items():
+        xs, ys = [x for _, x, _ in drawn], [y for _, _, y in drawn]
+        assert -2 <= min(xs) and max(xs) <= 24 + 2 and -2 <= min(ys) and max(ys) <= 18 + 2
+        assert max(xs) - min(xs) > 8 and max(ys) - min(ys) > 6, pipeline
 
 
 def test_device_batches_serve_whole_epochs(camvid):

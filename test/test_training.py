@@ -164,6 +164,72 @@ def test_resume_equals_uninterrupted_run(camvid, tmp_path):
     assert [s['from_epoch'] for s in sessions] == [0, 1, 2]
 
 
+def _plateau_rates(losses, lr, factor, patience, threshold, floor):
+    """The rates after each epoch of a rate multiplied by ``factor`` once more than
+    ``patience`` epochs in a row have not lowered the best loss by the relative ``threshold``."""
+    best, bad, rates = float('inf'), 0, []
+    for loss in losses:
+        if loss < best * (1 - threshold):
+            best, bad = loss, 0
+        else:
+            bad += 1
+        if bad > patience:
+            lr, bad = max(lr * factor, floor), 0
+        rates.append(lr)
+    return rates
+
+
+def test_plateau_schedule_halves_on_stalled_loss_and_resumes_exactly(camvid, tmp_path):
+    """--lr-schedule plateau with --augment flip-translate (RDS-Net's recipe): the logged
+    rate is reduced after each stall of the epoch loss, never below --lr-end, and a run
+    stopped twice and resumed follows the same rates, losses and weights as a straight one."""
+    # A demanding threshold (each epoch 30 % lower) makes the tiny run stall early and often.
+    data = ['--data-root', str(camvid), *TINY_ARGS, '--epochs', '6', '--lr', '1e-3',
+            '--lr-end', '3e-4', '--lr-schedule', 'plateau', '--plateau-patience', '1',
+            '--plateau-threshold', '0.3', '--augment', 'flip-translate']
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    assert _train(*data, '--out', str(straight)) == 0
+    assert _train(*data, '--out', str(stopped), '--stop-after', '2') == 0
+    assert cli.main(['train', '--resume', str(stopped), '--stop-after', '4',
+                     '--no-progress']) == 0
+    assert cli.main(['train', '--resume', str(stopped), '--no-progress']) == 0
+    history = _history(straight)
+    rates = [h['lr'] for h in history]
+    assert rates == pytest.approx(_plateau_rates([h['loss'] for h in history], 1e-3, 0.5, 1,
+                                                 0.3, 3e-4))
+    assert rates[0] == 1e-3 and rates[-1] == 3e-4 and len(set(rates)) == 3
+    assert [{k: v for k, v in h.items() if k != 'seconds'} for h in _history(stopped)] == \
+        [{k: v for k, v in h.items() if k != 'seconds'} for h in history]
+    a, b = read_weights(straight / 'last.pt'), read_weights(stopped / 'last.pt')
+    for key, tensor in a['state_dict'].items():
+        assert torch.equal(tensor, b['state_dict'][key]), key
+    assert a['scheduler'] == b['scheduler'] and a['scheduler']['last_epoch'] == 6
+    args = json.loads((stopped / 'run.json').read_text())['args']
+    assert (args['lr_schedule'], args['plateau_factor'], args['plateau_patience'],
+            args['plateau_threshold'], args['lr_end'], args['augment']) == \
+        ('plateau', 0.5, 1, 0.3, 3e-4, 'flip-translate')
+
+
+def test_run_from_before_augment_and_lr_schedule_resumes_as_it_was(camvid, tmp_path):
+    """A run.json without --augment and --lr-schedule (older runs) resumes with the
+    polynomial schedule and its --no-augment flag read as --augment none."""
+    run_dir = tmp_path / 'old'
+    assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '2', '--no-augment',
+                  '--out', str(run_dir), '--stop-after', '1') == 0
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert record['args']['augment'] == 'none'
+    for key in ('augment', 'lr_schedule', 'plateau_factor', 'plateau_patience',
+                'plateau_threshold'):
+        del record['args'][key]
+    record['args']['no_augment'] = True
+    (run_dir / 'run.json').write_text(json.dumps(record))
+    assert cli.main(['train', '--resume', str(run_dir), '--no-progress']) == 0
+    args = read_weights(run_dir / 'last.pt')['args']
+    assert (args['augment'], args['lr_schedule'], 'no_augment' in args) == \
+        ('none', 'poly', False)
+    assert _history(run_dir)[-1]['lr'] == 0.0
+
+
 def test_device_pipeline_trains_resumes_exactly_and_holds_out(camvid, tmp_path):
     """The device-resident pipeline (CPU tensors here) learns, resumes bit-identically, and
     validates on the held-out sequence only."""
@@ -505,6 +571,17 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
     (['train', '--model', MODEL, '--data-root', '.', '--lr-end', '0.01', '--out', 'x'],
      '--lr-end must be at least 0 and below --lr'),
     (['train', '--resume', '{tmp}'], 'no run.json'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-schedule', 'plateau',
+      '--plateau-factor', '1', '--out', 'x'], '--plateau-factor must be between 0 and 1'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-schedule', 'plateau',
+      '--plateau-patience', '0', '--out', 'x'], '--plateau-patience must be at least 1'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-schedule', 'plateau',
+      '--poly-power', '2', '--out', 'x'], '--poly-power applies to --lr-schedule poly only'),
+    (['train', '--model', MODEL, '--data-root', '.', '--plateau-patience', '5', '--out', 'x'],
+     '--plateau-patience applies to --lr-schedule plateau only, not poly'),
+    (['train', '--model', MODEL, '--data-root', '.', '--augment', 'flip-translate',
+      '--scale-range', '1', '1', '--out', 'x'],
+     '--scale-range applies to --augment full only, not flip-translate'),
     (['train', '--model', MODEL, '--data-root', '.', '--init', '/no/w.pt', '--out', 'x'],
      '--init /no/w.pt: weights file not found: /no/w.pt'),
     (['eval', '--model', MODEL, '--data-root', '.', '--weights', '/no/w.pt'],

@@ -18,8 +18,9 @@ from semseg_ros.training import train
 from semseg_ros.training.engine import (AMP_MODES, distributed_context, limit_cv2_threads,
                                         select_device)
 from semseg_ros.training.losses import CLASS_WEIGHTINGS
-from semseg_ros.training.train import (COMPILE_BACKENDS, DATA_PIPELINES, DEFAULTS,
-                                       FIT_EPOCHS_AFTER, RESUME_OVERRIDES)
+from semseg_ros.training.train import (AUGMENTATIONS, COMPILE_BACKENDS, DATA_PIPELINES,
+                                       DEFAULTS, FIT_EPOCHS_AFTER, FLIP_TRANSLATE_PIXELS,
+                                       LR_SCHEDULES, RESUME_OVERRIDES)
 
 PROG = 'semseg train'
 
@@ -47,13 +48,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--batch-size', type=int,
                         help='images per step and process' + default('batch_size'))
     parser.add_argument('--crop', help='training crop WxH' + default('crop'))
+    parser.add_argument('--augment', choices=AUGMENTATIONS,
+                        help="training augmentation: 'full': flip, random scale, crop with "
+                        "translation, brightness and contrast; 'flip-translate': flip and a "
+                        f'shift of up to {FLIP_TRANSLATE_PIXELS} whole pixels in x and y '
+                        "(RDS-Net's paper); 'none': crop only" + default('augment'))
     parser.add_argument('--scale-range', type=float, nargs=2, metavar=('MIN', 'MAX'),
-                        help='random scale range' + default('scale_range'))
-    parser.add_argument('--no-augment', action='store_true',
-                        help='no flip, scale, translation or colour change (crop only)')
+                        help='random scale range of --augment full' + default('scale_range'))
+    parser.add_argument('--no-augment', dest='augment', action='store_const', const='none',
+                        help='the same as --augment none')
     parser.add_argument('--lr', type=float, help='initial learning rate' + default('lr'))
-    parser.add_argument('--lr-end', type=float, help='learning rate the polynomial decay ends at'
-                        + default('lr_end'))
+    parser.add_argument('--lr-schedule', choices=LR_SCHEDULES,
+                        help="'poly': polynomial decay to --lr-end, per step; 'plateau': the "
+                        'rate times --plateau-factor when the mean training loss of an epoch '
+                        "has stalled for --plateau-patience epochs (RDS-Net's paper)"
+                        + default('lr_schedule'))
+    parser.add_argument('--lr-end', type=float, help='learning rate the polynomial decay ends '
+                        'at; the lowest rate of the plateau schedule' + default('lr_end'))
+    parser.add_argument('--plateau-factor', type=float,
+                        help='what a plateau multiplies the rate by' + default('plateau_factor'))
+    parser.add_argument('--plateau-patience', type=int, metavar='EPOCHS',
+                        help='epochs in a row without a lower loss that are tolerated: the '
+                        'next one reduces the rate' + default('plateau_patience'))
+    parser.add_argument('--plateau-threshold', type=float, metavar='FRACTION',
+                        help='how much lower than the best so far (relative) an epoch loss '
+                        'must be to count as lower' + default('plateau_threshold'))
     parser.add_argument('--weight-decay', type=float, help='Adam weight decay'
                         + default('weight_decay'))
     parser.add_argument('--poly-power', type=float, help='polynomial LR decay power'

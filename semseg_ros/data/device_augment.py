@@ -7,7 +7,8 @@ the compute device as uint8 (CamVid train+val at 480x360: 300 MB), and each step
 batch and applies :class:`DeviceAugmentation`, the tensor form of
 :class:`~semseg_ros.data.transforms.TrainAugmentation`: the same flip, scale, crop with
 translation and padding (bilinear image, nearest label, black and the ignore id outside),
-brightness and contrast, drawn from the same distributions.
+brightness and contrast (or, with ``pixel_shift``, whole-pixel crops and shifts), drawn from
+the same distributions.
 
 All random numbers come from one ``torch.Generator`` on the device, seeded from (run seed,
 epoch), and nothing is read back to the host, so steps queue without synchronisation and
@@ -58,10 +59,15 @@ class DeviceAugmentation(AugmentationSettings):
         scale = _uniform(*self.scale_range, count, generator, device)
         flip = torch.rand(count, generator=generator, device=device) < (0.5 if self.flip else 0)
         free_x, free_y = width * scale - crop_w, height * scale - crop_h
-        x0 = _span(free_x, generator) + self.translate * crop_w \
-            * _uniform(-1.0, 1.0, count, generator, device)
-        y0 = _span(free_y, generator) + self.translate * crop_h \
-            * _uniform(-1.0, 1.0, count, generator, device)
+        if self.pixel_shift is None:
+            x0 = _span(free_x, generator) + self.translate * crop_w \
+                * _uniform(-1.0, 1.0, count, generator, device)
+            y0 = _span(free_y, generator) + self.translate * crop_h \
+                * _uniform(-1.0, 1.0, count, generator, device)
+        else:
+            x0, y0 = (_whole_span(free, generator) + torch.randint(
+                -self.pixel_shift, self.pixel_shift + 1, (count,), generator=generator,
+                device=device) for free in (free_x, free_y))
         # Output pixel u comes from scaled-image pixel u + x0, i.e. source (u + x0) / scale,
         # mirrored about the image's centre when flipped (as TrainAugmentation's matrix).
         u = torch.arange(crop_w, device=device, dtype=torch.float32)
@@ -115,6 +121,14 @@ def _span(free: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Uniform origins between ``min(0, free)`` and ``max(0, free)``, per sample."""
     fraction = torch.rand(free.shape, generator=generator, device=free.device)
     return torch.minimum(free, torch.zeros_like(free)) + fraction * free.abs()
+
+
+def _whole_span(free: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Uniform whole origins from ``min(0, free)`` to ``max(0, free)`` per sample, as floats."""
+    low = torch.ceil(torch.minimum(free, torch.zeros_like(free)))
+    high = torch.floor(torch.maximum(free, torch.zeros_like(free)))
+    fraction = torch.rand(free.shape, generator=generator, device=free.device)
+    return torch.minimum(low + torch.floor(fraction * (high - low + 1)), high)
 
 
 class DeviceBatches:

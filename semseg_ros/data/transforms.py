@@ -10,12 +10,15 @@ Data loaders carry uint8 tensors (four times less to move between processes);
 Augmentation (:class:`TrainAugmentation`) does horizontal flip, random scale, crop with
 translation and padding in a single ``cv2.warpAffine`` per image and label (bilinear for
 the image, nearest for the label, padding with black and the ignore id), then a random
-brightness and contrast change through a 256-entry lookup table. All randomness comes from
+brightness and contrast change through a 256-entry lookup table. With ``pixel_shift`` set
+(RDS-Net's recipe: flips and shifts of up to 2 px) the crop is placed and shifted in whole
+pixels, so that without scaling the image is copied exactly. All randomness comes from
 the ``numpy.random.Generator`` passed in, so a sample's augmentation depends only on the
 seed it is given (which the datasets derive from run seed, epoch and index).
 """
 
 from dataclasses import dataclass
+import math
 from typing import Optional, Tuple
 
 import cv2
@@ -49,6 +52,14 @@ def resize_pair(image: np.ndarray, label: Optional[np.ndarray],
     return image, label
 
 
+def whole_pixel_span(free: float) -> Tuple[int, int]:
+    """Return ``(first, last + 1)`` of the whole crop origins in ``[min(0, free), max(0, free)]``.
+
+    ``free`` is how much wider (or taller) the scaled image is than the crop.
+    """
+    return math.ceil(min(0.0, free)), math.floor(max(0.0, free)) + 1
+
+
 @dataclass
 class AugmentationSettings:
     """What training augmentation draws: flip, scale, crop/translation, brightness/contrast.
@@ -62,6 +73,10 @@ class AugmentationSettings:
             the positions that keep the crop inside the scaled image.
         brightness: Additive brightness change, up to this fraction of 255.
         contrast: Contrast factor in ``[1 - contrast, 1 + contrast]``.
+        pixel_shift: When set, ``translate`` is not used: the crop origin is a uniform whole
+            pixel among those that keep the crop inside the scaled image (or the image inside
+            the crop), shifted by a uniform whole number of pixels in
+            ``[-pixel_shift, pixel_shift]`` in x and, independently, in y.
     """
 
     crop_size: Tuple[int, int]
@@ -71,6 +86,7 @@ class AugmentationSettings:
     translate: float = 0.1
     brightness: float = 0.2
     contrast: float = 0.2
+    pixel_shift: Optional[int] = None
 
 
 class TrainAugmentation(AugmentationSettings):
@@ -86,10 +102,15 @@ class TrainAugmentation(AugmentationSettings):
         # Crop origin in scaled-image pixels: anywhere keeping the crop inside the image (or
         # the image inside the crop when smaller), plus a random translation margin.
         free_x, free_y = width * scale - crop_w, height * scale - crop_h
-        x0 = rng.uniform(min(0.0, free_x), max(0.0, free_x)) \
-            + rng.uniform(-1, 1) * self.translate * crop_w
-        y0 = rng.uniform(min(0.0, free_y), max(0.0, free_y)) \
-            + rng.uniform(-1, 1) * self.translate * crop_h
+        if self.pixel_shift is None:
+            x0 = rng.uniform(min(0.0, free_x), max(0.0, free_x)) \
+                + rng.uniform(-1, 1) * self.translate * crop_w
+            y0 = rng.uniform(min(0.0, free_y), max(0.0, free_y)) \
+                + rng.uniform(-1, 1) * self.translate * crop_h
+        else:
+            x0, y0 = (float(rng.integers(*whole_pixel_span(free)))
+                      + float(rng.integers(-self.pixel_shift, self.pixel_shift + 1))
+                      for free in (free_x, free_y))
         # Source pixel (x, y) lands at (scale * x' - x0, scale * y - y0), x' the flipped x.
         if flip:
             matrix = np.array([[-scale, 0.0, scale * (width - 1) - x0],
