@@ -1,4 +1,5 @@
-"""Graphs are built in a child process: whole or not at all, and stopped at once on request."""
+"""Graphs are built whole or not at all; where signals request stops (a node), in a child
+process that a stop request ends at once."""
 
 import threading
 import time
@@ -10,7 +11,8 @@ import torch
 
 from semseg_ros.core.backends import (build_graph, graph_metadata, GraphBuildError,
                                       InferenceGraph)
-from semseg_ros.core.stopping import clear_stop_request, request_stop, StopRequested
+from semseg_ros.core.stopping import (clear_stop_request, request_stop,
+                                      set_signals_request_stops, StopRequested)
 from semseg_ros.models import create_model
 
 WIDTH, HEIGHT = 64, 48
@@ -27,9 +29,11 @@ def _metadata(precision='fp32'):
     return graph_metadata('mininet_v2_cpu', 'test', WIDTH, HEIGHT, precision, 11)
 
 
-def test_the_child_builds_the_graph_the_network_computes(network, tmp_path):
+@pytest.mark.parametrize('isolated', [True, False], ids=['in a child', 'in this process'])
+def test_the_build_gives_the_graph_the_network_computes(network, tmp_path, isolated):
     """The graph lands at its path, alone in its folder, and labels as the network does."""
-    path = build_graph(network, tmp_path / 'g.onnx', WIDTH, HEIGHT, False, _metadata())
+    path = build_graph(network, tmp_path / 'g.onnx', WIDTH, HEIGHT, False, _metadata(),
+                       isolated=isolated)
     assert [p.name for p in tmp_path.iterdir()] == ['g.onnx']
     image = np.random.default_rng(0).integers(0, 256, (1, HEIGHT, WIDTH, 3), np.uint8)
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
@@ -39,16 +43,19 @@ def test_the_child_builds_the_graph_the_network_computes(network, tmp_path):
     assert labels.shape == want.shape and (labels == want).mean() > 0.999
 
 
-def test_a_failed_build_names_its_error_and_leaves_nothing(network, tmp_path):
-    """The child's error comes back in one line; no graph and no work folder stay."""
+@pytest.mark.parametrize('isolated', [True, False], ids=['in a child', 'in this process'])
+def test_a_failed_build_names_its_error_and_leaves_nothing(network, tmp_path, isolated):
+    """The exporter's error comes back in one line; no graph and no work folder stay."""
     with pytest.raises(GraphBuildError,
                        match=r'building the int4 graph failed: ValueError: .*int4'):
-        build_graph(network, tmp_path / 'g.onnx', WIDTH, HEIGHT, False, _metadata(), 'int4')
+        build_graph(network, tmp_path / 'g.onnx', WIDTH, HEIGHT, False, _metadata(), 'int4',
+                    isolated=isolated)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_stop_request_ends_the_build_at_once_and_leaves_nothing(network, tmp_path):
-    """Asked to stop mid-build, the child is killed within a poll period or two."""
+    """Where signals request stops, the build runs in a child; asked to stop mid-build, the
+    child is killed within a poll period or two."""
     outcome = {}
 
     def build():
@@ -59,6 +66,7 @@ def test_a_stop_request_ends_the_build_at_once_and_leaves_nothing(network, tmp_p
             outcome['result'] = 'stopped'
             outcome['at'] = time.monotonic()
     thread = threading.Thread(target=build)
+    set_signals_request_stops(True)
     thread.start()
     try:
         deadline = time.monotonic() + 60
@@ -71,6 +79,7 @@ def test_a_stop_request_ends_the_build_at_once_and_leaves_nothing(network, tmp_p
         request_stop()
         thread.join(30)
     finally:
+        set_signals_request_stops(False)
         clear_stop_request()
     assert outcome.get('result') == 'stopped', outcome
     assert outcome['at'] - asked < 2.0

@@ -7,6 +7,7 @@ tensor is copied out of the runtime: the node only resizes uint8 images around i
 """
 
 import contextlib
+import copy
 import ctypes
 import hashlib
 import json
@@ -286,63 +287,89 @@ def export_inference_graph(network: nn.Module, path: Path, width: int, height: i
 
 
 class GraphBuildError(RuntimeError):
-    """The child process building a graph failed; the message is its error, in one line."""
+    """Building a graph failed; the message is the exporter's error, in one line."""
 
 
 def build_graph(network: nn.Module, path: Path, width: int, height: int,
-                with_confidence: bool, metadata: Dict[str, str], precision: str = 'fp32'
-                ) -> Path:
-    """Run :func:`export_inference_graph` in a child process and move its graph to ``path``.
+                with_confidence: bool, metadata: Dict[str, str], precision: str = 'fp32',
+                isolated: Optional[bool] = None) -> Path:
+    """Build the graph of :func:`export_inference_graph` and move it to ``path`` whole.
 
-    The child (:mod:`semseg_ros.export.graph_builder`) works in a folder beside ``path``; the
-    graph appears at ``path`` whole or not at all. While waiting, a stop requested for this
-    process (:mod:`semseg_ros.core.stopping`) kills the child and raises
-    :class:`~semseg_ros.core.stopping.StopRequested`.
+    The work happens in a folder beside ``path``, removed afterwards, so the graph appears at
+    ``path`` whole or not at all. Where signals request stops instead of raising (a node,
+    :mod:`semseg_ros.core.stopping`), the export runs in a child process
+    (:mod:`semseg_ros.export.graph_builder`) that a stop kills at once (then
+    :class:`~semseg_ros.core.stopping.StopRequested`); elsewhere (commands, library use) it
+    runs here, without the child's interpreter start (about 6 s: torch's import and the
+    exporter's first use), and a Ctrl-C interrupts it as any other Python code.
+
+    Args:
+        isolated: Run the export in a child process (default: where signals request stops).
 
     Raises:
         OSError: ``path``'s folder cannot be written.
-        GraphBuildError: The export failed (the child's error).
+        GraphBuildError: The export failed.
         StopRequested: The process is stopping.
     """
     import shutil
-    import subprocess
-    import sys
     from semseg_ros.core import stopping
     from semseg_ros.export import graph_builder as job
     stopping.raise_if_stop_requested()
+    if isolated is None:
+        isolated = stopping.signals_request_stops()
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.build', dir=path.parent))
     try:
-        torch.save(network, folder / job.NETWORK_FILE)
-        (folder / job.JOB_FILE).write_text(json.dumps({
-            'width': width, 'height': height, 'with_confidence': with_confidence,
-            'metadata': metadata, 'precision': precision}))
-        # The child's own temporary files (the exporter's) go into the folder removed here.
-        env = dict(os.environ, SEMSEG_BUILD_PARENT=str(os.getpid()), TMPDIR=str(folder))
-        with open(folder / 'log.txt', 'wb') as log:
-            child = subprocess.Popen(
-                [sys.executable, '-m', 'semseg_ros.export.graph_builder', str(folder)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if isolated:
+            _build_in_child(network, folder, width, height, with_confidence, metadata,
+                            precision)
+        else:
             try:
-                while True:
-                    try:
-                        code = child.wait(timeout=BUILD_POLL_PERIOD_S)
-                        break
-                    except subprocess.TimeoutExpired:
-                        stopping.raise_if_stop_requested()
-            finally:
-                if child.poll() is None:
-                    child.kill()
-                    child.wait()
-        if code != 0:
-            error = folder / job.ERROR_FILE
-            reason = error.read_text() if error.is_file() else f'exit code {code}'
-            LOG.debug('graph build log:\n%s', (folder / 'log.txt').read_text(errors='replace'))
-            raise GraphBuildError(f'building the {precision} graph failed: {reason}')
+                export_inference_graph(copy.deepcopy(network), folder / job.GRAPH_FILE, width,
+                                       height, with_confidence, metadata, precision)
+            except Exception as error:
+                reason = str(error).splitlines()[0] if str(error) else ''
+                raise GraphBuildError(f'building the {precision} graph failed: '
+                                      f'{type(error).__name__}: {reason}') from error
         os.replace(folder / job.GRAPH_FILE, path)
         return path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _build_in_child(network: nn.Module, folder: Path, width: int, height: int,
+                    with_confidence: bool, metadata: Dict[str, str], precision: str) -> None:
+    """Run the export in :mod:`semseg_ros.export.graph_builder`, killed on a stop request."""
+    import subprocess
+    import sys
+    from semseg_ros.core import stopping
+    from semseg_ros.export import graph_builder as job
+    torch.save(network, folder / job.NETWORK_FILE)
+    (folder / job.JOB_FILE).write_text(json.dumps({
+        'width': width, 'height': height, 'with_confidence': with_confidence,
+        'metadata': metadata, 'precision': precision}))
+    # The child's own temporary files (the exporter's) go into the folder removed after.
+    env = dict(os.environ, SEMSEG_BUILD_PARENT=str(os.getpid()), TMPDIR=str(folder))
+    with open(folder / 'log.txt', 'wb') as log:
+        child = subprocess.Popen(
+            [sys.executable, '-m', 'semseg_ros.export.graph_builder', str(folder)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            while True:
+                try:
+                    code = child.wait(timeout=BUILD_POLL_PERIOD_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    stopping.raise_if_stop_requested()
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    if code != 0:
+        error = folder / job.ERROR_FILE
+        reason = error.read_text() if error.is_file() else f'exit code {code}'
+        LOG.debug('graph build log:\n%s', (folder / 'log.txt').read_text(errors='replace'))
+        raise GraphBuildError(f'building the {precision} graph failed: {reason}')
 
 
 def onnx_metadata(path: Path) -> Dict[str, str]:

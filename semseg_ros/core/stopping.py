@@ -14,6 +14,8 @@ points of its own (the graph build runs in a child process, waited for here) and
 import threading
 
 _REQUESTED = threading.Event()
+# Set while signal handlers turn signals into stop requests (a node's StopOnSignal).
+_SIGNALS_REQUEST_STOPS = threading.Event()
 
 
 class StopRequested(BaseException):
@@ -43,3 +45,20 @@ def raise_if_stop_requested() -> None:
     """Raise :class:`StopRequested` if a stop was requested."""
     if _REQUESTED.is_set():
         raise StopRequested()
+
+
+def set_signals_request_stops(active: bool) -> None:
+    """Say whether this process's signal handlers now request stops instead of raising.
+
+    Long work that cannot check for a stop itself (a graph build deep in torch's exporter)
+    then runs where a stop can end it: in a child process.
+    """
+    if active:
+        _SIGNALS_REQUEST_STOPS.set()
+    else:
+        _SIGNALS_REQUEST_STOPS.clear()
+
+
+def signals_request_stops() -> bool:
+    """Whether signals request stops here (else a Ctrl-C raises KeyboardInterrupt as usual)."""
+    return _SIGNALS_REQUEST_STOPS.is_set()

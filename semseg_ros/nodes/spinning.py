@@ -32,7 +32,8 @@ from rclpy.signals import SignalHandlerOptions
 import yaml
 
 from semseg_ros.core.stopping import (
-    clear_stop_request, raise_if_stop_requested, request_stop, StopRequested)
+    clear_stop_request, raise_if_stop_requested, request_stop, set_signals_request_stops,
+    StopRequested)
 
 EXIT_BAD_CONFIG = 2
 # How long the executor waits for work before it checks for a signal again.
@@ -56,11 +57,13 @@ class StopOnSignal:
     def __enter__(self) -> 'StopOnSignal':
         for number in STOP_SIGNALS:
             self._previous[number] = signal.signal(number, self._handle)
+        set_signals_request_stops(True)
         return self
 
     def __exit__(self, *exc_info) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+        set_signals_request_stops(False)
         clear_stop_request()  # the nodes it stopped are gone
 
     def _handle(self, number, frame) -> None:
