@@ -54,9 +54,11 @@ $(VISION_MSGS): $(STAMP) third_party/vision_msgs/CMakeLists.txt third_party/visi
 test: $(ENV)
 	$(PY) -m pytest -q test
 
-# Unit tests only: no DDS, nothing that trains or builds for minutes.
+# Unit tests only: no DDS, nothing that trains or builds for minutes; in one process per
+# core (at most 4: each holds torch), sharing one graph cache.
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
 test-fast: $(ENV)
-	$(PY) -m pytest -q -m "not dds and not slow" test
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m "not dds and not slow" test
 
 lint: $(ENV)
 	$(PY) -m pytest -q test/test_lint.py

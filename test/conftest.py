@@ -9,20 +9,30 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# Keep DDS on loopback and give this test process a domain of its own, before rclpy loads.
+# A pytest-xdist worker (`make test-fast` runs two) is one of the run's test processes.
+XDIST_WORKER = os.environ.get('PYTEST_XDIST_WORKER')
+# Keep DDS on loopback and give this test process a domain of its own, before rclpy loads
+# (a worker inherits its controller's: it takes its own).
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+if XDIST_WORKER:
+    os.environ['ROS_DOMAIN_ID'] = str(20 + os.getpid() % 200)
 os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 200))
 os.environ.setdefault('ROS_LOG_DIR', str(REPO_ROOT / 'log' / 'ros'))
-# One graph cache for the whole run, this process and the nodes and tools it starts: a graph
-# (keyed by the weights' digest, size and precision) is built once per run, not once per
-# test. Tests of the cache itself give their own folder. Removed when the run ends.
-GRAPH_CACHE = Path(tempfile.mkdtemp(prefix='semseg_test_graphs_'))
-os.environ['SEMSEG_ROS_CACHE'] = str(GRAPH_CACHE)
+# One graph cache for the whole run, its processes (workers too) and the nodes and tools they
+# start: a graph (keyed by the weights' digest, size and precision) is built once per run,
+# not once per test. Tests of the cache itself give their own folder. The process that
+# made it removes it when the run ends.
+if XDIST_WORKER and os.environ.get('SEMSEG_TEST_GRAPH_CACHE'):
+    GRAPH_CACHE, OWN_GRAPH_CACHE = Path(os.environ['SEMSEG_TEST_GRAPH_CACHE']), False
+else:
+    GRAPH_CACHE, OWN_GRAPH_CACHE = Path(tempfile.mkdtemp(prefix='semseg_test_graphs_')), True
+os.environ['SEMSEG_TEST_GRAPH_CACHE'] = os.environ['SEMSEG_ROS_CACHE'] = str(GRAPH_CACHE)
 
 
 def pytest_unconfigure(config):
-    """Remove the run's graph cache."""
-    shutil.rmtree(GRAPH_CACHE, ignore_errors=True)
+    """Remove the run's graph cache (the process that made it)."""
+    if OWN_GRAPH_CACHE:
+        shutil.rmtree(GRAPH_CACHE, ignore_errors=True)
 
 
 # The two tiers: `make test-fast` runs what is not marked, `make test` everything. Modules

@@ -60,6 +60,23 @@ def run_cli(*args, cwd=REPO_ROOT, timeout: float = 300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def run_cli_here(capsys, *args) -> subprocess.CompletedProcess:
+    """Run ``semseg ARGS`` in this test process; return what :func:`run_cli` returns.
+
+    For commands whose own work is the point of the test: no interpreter start and no
+    import of torch, and an exporter warmed up by earlier tests (seconds each). The command's
+    output is read from ``capsys``.
+    """
+    from semseg_ros import cli
+    capsys.readouterr()
+    try:
+        code = cli.main([str(arg) for arg in args])
+    except SystemExit as exit_:  # argparse's usage errors
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(['semseg', *map(str, args)], code, out, err)
+
+
 def spin_until_shutdown(executor) -> None:
     """Spin ``executor`` until its context shuts down (a thread target for test probes).
 

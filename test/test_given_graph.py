@@ -1,26 +1,25 @@
 """A graph given as onnx_path must be the configured network's: model, input size, classes.
 
-Graphs are really exported (untrained networks, small sizes); the Segmenter and the node
-refuse any mismatch in one line.
+Graphs are really exported (untrained networks, small sizes, by the Segmenter into the test
+run's graph cache, where other tests' graphs of the same configuration are shared); the
+Segmenter and the node refuse any mismatch in one line.
 """
 
 import pytest
 
 from ros_testing import NodeProcess
-from semseg_ros.core.backends import export_inference_graph, graph_metadata
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.export.onnx_export import save_onnx
-from semseg_ros.models import create_model
 
 MODEL = 'mininet_v2_cpu'
 
 
-def export(folder, model=MODEL, num_classes=11, size=(64, 64)):
-    """Export an untrained deploy graph as `semseg export` does; return its path."""
-    path = folder / f'{model}_{num_classes}_{size[0]}x{size[1]}.onnx'
-    network = create_model(model, num_classes=num_classes).eval()
-    return export_inference_graph(network, path, *size, False, graph_metadata(
-        model, 'untrained', *size, 'fp32', num_classes))
+def export(model=MODEL, class_set='camvid', size=(64, 64)):
+    """Return the untrained deploy graph (labels only) of a configuration, built once."""
+    segmenter = Segmenter(SegmenterConfig(model=model, weights='none', class_set=class_set,
+                                          input_width=size[0], input_height=size[1],
+                                          backend='onnxruntime', threads=1))
+    return segmenter.backend._graphs.path(False)
 
 
 @pytest.fixture(scope='module')
@@ -28,11 +27,11 @@ def graphs(tmp_path_factory):
     """The right graph, and graphs of another size, class count and model, and one unlabelled."""
     import onnx
     folder = tmp_path_factory.mktemp('given_graphs')
-    right = export(folder)
+    right = export()
     unlabelled = folder / 'unlabelled.onnx'
     save_onnx(onnx.load(str(right)), unlabelled, metadata={})
-    return {'right': right, 'size': export(folder, size=(128, 64)),
-            'classes': export(folder, num_classes=19), 'model': export(folder, model='enet'),
+    return {'right': right, 'size': export(size=(128, 64)),
+            'classes': export(class_set='cityscapes'), 'model': export(model='rds_net'),
             'unlabelled': unlabelled}
 
 
@@ -45,7 +44,7 @@ def make(onnx_path):
 @pytest.mark.parametrize('kind,expected', [
     ('size', 'input size 128x64 (configured: 64x64)'),
     ('classes', 'classes 19 (configured: 11)'),
-    ('model', 'model enet (configured: mininet_v2_cpu)'),
+    ('model', 'model rds_net (configured: mininet_v2_cpu)'),
     ('unlabelled', 'does not record its model, input size, classes'),
 ])
 def test_a_graph_for_another_configuration_is_refused(graphs, kind, expected):

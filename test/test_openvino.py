@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from ros_testing import run_cli
+from ros_testing import run_cli_here
 from semseg_ros.core.resources import samples_dir
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
 from semseg_ros.data.datasets import read_image
@@ -21,12 +21,6 @@ SIZE = (256, 128)
 
 
 @pytest.fixture(scope='module')
-def cache(tmp_path_factory):
-    """A graph cache of the module's own (the int8 graph is built once into it)."""
-    return str(tmp_path_factory.mktemp('openvino_graphs'))
-
-
-@pytest.fixture(scope='module')
 def frames():
     """The 48 shipped CamVid val frames of sequence 0016E5 (RGB)."""
     files = sorted((samples_dir() / 'camvid_0016E5' / 'images').glob('*.jpg'))
@@ -34,11 +28,11 @@ def frames():
     return [read_image(path) for path in files]
 
 
-def make(backend, precision, cache, **kwargs):
-    """A Segmenter of the shipped MiniNet-v2-cpu weights at the test size."""
+def make(backend, precision, **kwargs):
+    """A Segmenter of the shipped MiniNet-v2-cpu weights at the test size (its graphs are
+    built once, into the test run's graph cache)."""
     return Segmenter(SegmenterConfig(model=MODEL, backend=backend, precision=precision,
-                                     input_width=SIZE[0], input_height=SIZE[1],
-                                     graph_cache=cache, **kwargs))
+                                     input_width=SIZE[0], input_height=SIZE[1], **kwargs))
 
 
 def agreement(first, second, frames):
@@ -47,14 +41,14 @@ def agreement(first, second, frames):
                      for f in frames])
 
 
-def test_fp32_labels_and_confidence_match_onnxruntime_on_the_samples(frames, cache):
+def test_fp32_labels_and_confidence_match_onnxruntime_on_the_samples(frames):
     """f32 inference precision: the same labels as ONNX Runtime's fp32 on every sample frame.
 
     Measured at 512x256: identical labels and confidence on all 48 frames. The bf16 precision
     OpenVINO picks by default on AMX CPUs differs on about 0.1 % of the pixels, so a stray
     default shows here.
     """
-    onnxruntime, openvino = (make(b, 'fp32', cache) for b in ('onnxruntime', 'openvino'))
+    onnxruntime, openvino = (make(b, 'fp32') for b in ('onnxruntime', 'openvino'))
     assert openvino.device == 'cpu' and openvino.describe()['providers'][0].startswith(
         'openvino')
     same = agreement(onnxruntime, openvino, frames)
@@ -65,53 +59,57 @@ def test_fp32_labels_and_confidence_match_onnxruntime_on_the_samples(frames, cac
     assert np.mean(np.abs(first.confidence.astype(int) - second.confidence) <= 1) >= 0.999
 
 
-def test_int8_graph_runs_on_openvino_int8_kernels_close_to_onnxruntime(frames, cache):
+def test_int8_graph_runs_on_openvino_int8_kernels_close_to_onnxruntime(frames):
     """The package's QDQ int8 graph: OpenVINO's labels agree with ONNX Runtime's int8 ones.
 
     Measured at 512x256 with the shipped weights: 99.65 % of the pixels (worst frame 99.52 %),
     and the same mIoU on CamVid val (docs/cpu_inference.md); both round differently, so not
     100 %. A wrong scale or layout would fall far below.
     """
-    onnxruntime, openvino = (make(b, 'int8', cache) for b in ('onnxruntime', 'openvino'))
+    onnxruntime, openvino = (make(b, 'int8') for b in ('onnxruntime', 'openvino'))
     same = agreement(onnxruntime, openvino, frames)
     assert same.mean() >= 0.98 and same.min() >= 0.97, (same.mean(), same.min())
     assert openvino.backend._graphs.path(False) == onnxruntime.backend._graphs.path(False)
 
 
-def test_a_graph_openvino_cannot_read_is_refused_naming_the_operator(tmp_path):
+# An untrained ENet's int8 graph (built once, into the test run's graph cache).
+ENET_INT8 = {'model': 'enet', 'weights': 'none', 'precision': 'int8', 'input_width': 64,
+             'input_height': 64}
+# An untrained MiniNet-v2-cpu at the size of the bench and signal-stack tests (their graphs
+# are built once, into the test run's graph cache).
+UNTRAINED = {'model': MODEL, 'weights': 'none', 'input_width': 128, 'input_height': 64}
+
+
+def test_a_graph_openvino_cannot_read_is_refused_naming_the_operator():
     """ENet's max-unpooling has no OpenVINO ONNX conversion: a ValueError says so."""
     with pytest.raises(ValueError, match='MaxUnpool.*use backend onnxruntime'):
-        Segmenter(SegmenterConfig(model='enet', weights='none', backend='openvino',
-                                  input_width=128, input_height=96,
-                                  graph_cache=str(tmp_path)))
+        Segmenter(SegmenterConfig(backend='openvino', **ENET_INT8))
 
 
-def test_missing_openvino_names_the_package_and_auto_runs_onnxruntime(monkeypatch, tmp_path):
+def test_missing_openvino_names_the_package_and_auto_runs_onnxruntime(monkeypatch):
     """Without the package, the backend says how to install it (or what to use instead);
     auto runs the int8 graph on ONNX Runtime."""
     monkeypatch.setitem(sys.modules, 'openvino', None)  # makes `import openvino` fail
-    config = {'model': MODEL, 'weights': 'none', 'precision': 'int8', 'input_width': 64,
-              'input_height': 64, 'graph_cache': str(tmp_path)}
+    config = {**UNTRAINED, 'precision': 'int8'}
     with pytest.raises(ImportError, match='pip install openvino'):
         Segmenter(SegmenterConfig(backend='openvino', **config))
     assert Segmenter(SegmenterConfig(backend='auto', **config)).describe()['backend'] == \
         'onnxruntime'
 
 
-def test_auto_runs_int8_on_openvino_and_fp32_on_onnxruntime(frames, cache):
+def test_auto_runs_int8_on_openvino_and_fp32_on_onnxruntime(frames):
     """The CPU robot's setting (auto, int8) runs OpenVINO, the very labels of backend
     openvino; fp32 stays on ONNX Runtime."""
-    auto, openvino = (make(b, 'int8', cache) for b in ('auto', 'openvino'))
+    auto, openvino = (make(b, 'int8') for b in ('auto', 'openvino'))
     assert auto.describe()['backend'] == 'openvino' and auto.describe()['precision'] == 'int8'
     assert all(share == 1.0 for share in agreement(auto, openvino, frames[::8]))
-    assert make('auto', 'fp32', cache).describe()['backend'] == 'onnxruntime'
+    assert make('auto', 'fp32').describe()['backend'] == 'onnxruntime'
 
 
-def test_auto_runs_a_graph_openvino_cannot_read_on_onnxruntime(tmp_path, caplog):
+def test_auto_runs_a_graph_openvino_cannot_read_on_onnxruntime(caplog):
     """ENet's max-unpooling is outside OpenVINO's ONNX frontend: auto falls back, with the
     reason in the log, where backend openvino refuses."""
-    config = SegmenterConfig(model='enet', weights='none', backend='auto', precision='int8',
-                             input_width=64, input_height=64, graph_cache=str(tmp_path))
+    config = SegmenterConfig(backend='auto', **ENET_INT8)
     with caplog.at_level(logging.INFO, logger='semseg_ros'):
         segmenter = Segmenter(config)
     assert segmenter.describe()['backend'] == 'onnxruntime'
@@ -120,10 +118,11 @@ def test_auto_runs_a_graph_openvino_cannot_read_on_onnxruntime(tmp_path, caplog)
     assert labels.shape == (48, 64) and labels.dtype == np.uint8
 
 
-def test_bench_cli_measures_the_openvino_backend():
+def test_bench_cli_measures_the_openvino_backend(capsys):
     """``semseg bench --backend openvino`` measures fp32 and int8 and says what ran."""
-    result = run_cli('bench', '--model', MODEL, '--backend', 'openvino', '--precision', 'all',
-                     '--weights', 'none', '--size', '128x64', '--runs', '2', '--warmup', '1')
+    result = run_cli_here(capsys, 'bench', '--model', MODEL, '--backend', 'openvino',
+                          '--precision', 'all', '--weights', 'none', '--size', '128x64',
+                          '--runs', '2', '--warmup', '1')
     assert result.returncode == 0, result.stderr
     rows = [line.split(' | ') for line in result.stdout.splitlines()
             if line.startswith(f'| {MODEL} |')]
@@ -134,7 +133,7 @@ def test_bench_cli_measures_the_openvino_backend():
     assert 'openvino' in result.stdout.splitlines()[0]  # the machine line names its version
 
 
-def test_openvino_leaves_the_threads_signal_stack_as_it_was(tmp_path):
+def test_openvino_leaves_the_threads_signal_stack_as_it_was():
     """OpenVINO's CPU plugin installs an alternate signal stack on the thread that loads it
     and can unmap it later; the backend gives the thread its own back, so a Ctrl-C after
     OpenVINO ran reaches Python's handler (which runs on that stack) instead of killing the
@@ -154,10 +153,8 @@ def test_openvino_leaves_the_threads_signal_stack_as_it_was(tmp_path):
             return stack.sp, stack.size
 
         before = current()
-        segmenter = Segmenter(SegmenterConfig(
-            model='{MODEL}', backend='openvino', weights='none', input_width=128,
-            input_height=64, graph_cache={str(tmp_path)!r}))
-        segmenter.segment(np.zeros((64, 128, 3), np.uint8), with_confidence=True)
+        segmenter = Segmenter(SegmenterConfig(backend='openvino', **{UNTRAINED!r}))
+        segmenter.segment(np.zeros((64, 128, 3), np.uint8))
         after = current()
         del segmenter
         signal.signal(signal.SIGINT, lambda *_: print('handled', flush=True))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from ros_testing import run_cli
+from ros_testing import run_cli_here
 from semseg_ros.core.backends import InferenceGraph, resolve_backend
 from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.segmenter import Segmenter, SegmenterConfig
@@ -129,27 +129,31 @@ def test_auto_picks_the_runtime_measured_fastest_among_those_installed(device, p
     assert resolve_backend('openvino', device, precision, ['onnxruntime']) == 'openvino'
 
 
-def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path,
-                                                          monkeypatch):
-    """The graph is built into the cache folder, reused while the weights are unchanged, and
-    built again under another key after; nothing is written beside the weights."""
+def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path):
+    """The graph is built into the cache folder (the test run's: other tests of the same
+    weights share it), reused while the weights are unchanged, and built under another key
+    after they change, into the graph_cache setting's folder when given; nothing is written
+    beside the weights."""
+    import re
+    from semseg_ros.core.backends import graph_cache_dir
     rgb, _ = frame
-    cache = tmp_path / 'cache'
-    monkeypatch.setenv('SEMSEG_ROS_CACHE', str(cache))
+    labels_only = re.compile(rf'{MODEL}_test\.{SIZE[0]}x{SIZE[1]}\.[0-9a-f]{{16}}\.onnx')
+
+    def graphs(folder):
+        return sorted(p for p in folder.glob('*.onnx') if labels_only.fullmatch(p.name))
     make(weights_file).segment(rgb)
-    cached = sorted(cache.glob('*.onnx'))
-    assert len(cached) == 1 and cached[0].name.startswith(f'{MODEL}_test.{SIZE[0]}x{SIZE[1]}.')
-    assert not list(weights_file.parent.glob('*.onnx'))
-    stamp = cached[0].stat().st_mtime_ns
+    [cached] = graphs(graph_cache_dir())
+    stamp = cached.stat().st_mtime_ns
     make(weights_file).segment(rgb)
-    assert cached[0].stat().st_mtime_ns == stamp, 're-exported although nothing changed'
+    assert graphs(graph_cache_dir()) == [cached]
+    assert cached.stat().st_mtime_ns == stamp, 're-exported although nothing changed'
     torch.manual_seed(1)
     save_weights(weights_file, create_model(MODEL), MODEL, 11, 'camvid')
-    make(weights_file).segment(rgb)
-    assert len(list(cache.glob('*.onnx'))) == 2, 'stale graph used after the weights changed'
     other = tmp_path / 'other_cache'
     make(weights_file, graph_cache=str(other)).segment(rgb)
-    assert len(list(other.glob('*.onnx'))) == 1, 'the graph_cache setting was not used'
+    [rebuilt] = graphs(other)
+    assert rebuilt.name != cached.name, 'the weights changed but the graph kept its key'
+    assert not list(weights_file.parent.glob('*.onnx'))
 
 
 def test_the_same_weights_saved_twice_share_one_graph(seeded_network, tmp_path):
@@ -210,27 +214,28 @@ def test_class_set_palette_and_overlay():
         load_class_set('kitti')
 
 
-def test_segment_cli_writes_pngs_and_names_bad_files(frame, samples, weights_file, tmp_path):
+def test_segment_cli_writes_pngs_and_names_bad_files(frame, samples, weights_file, tmp_path,
+                                                     capsys):
     """``semseg segment`` writes label/colour/overlay PNGs and names an unreadable file."""
     image_rel = (samples / 'val.txt').read_text().split()[0]
-    result = run_cli('segment', str(samples / image_rel), '--weights', str(weights_file),
-                     '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
+    result = run_cli_here(capsys, 'segment', samples / image_rel, '--weights', weights_file,
+                          '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', tmp_path / 'out')
     assert result.returncode == 0, result.stderr
     stem = Path(image_rel).stem
     labels = cv2.imread(str(tmp_path / 'out' / f'{stem}_labels.png'), cv2.IMREAD_UNCHANGED)
     assert labels.shape == frame[0].shape[:2] and labels.max() < 11
     assert (tmp_path / 'out' / f'{stem}_overlay.png').is_file()
-    bad = run_cli('segment', str(tmp_path / 'nope.png'), '--weights', str(weights_file),
-                  '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', str(tmp_path / 'out'))
+    bad = run_cli_here(capsys, 'segment', tmp_path / 'nope.png', '--weights', weights_file,
+                       '--size', f'{SIZE[0]}x{SIZE[1]}', '--out', tmp_path / 'out')
     assert bad.returncode == 2 and 'nope.png' in bad.stderr
 
 
-def test_bench_cli_reports_every_figure(tmp_path):
+def test_bench_cli_reports_every_figure(tmp_path, capsys):
     """``semseg bench`` measures a model's variants in child processes, interleaved with its
     eager PyTorch path, and writes every figure."""
     out = tmp_path / 'bench.json'
-    result = run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
-                     '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', str(out))
+    result = run_cli_here(capsys, 'bench', '--model', MODEL, '--size', '64x64', '--runs', '3',
+                          '--warmup', '1', '--threads', '1', '--weights', 'none', '--json', out)
     assert result.returncode == 0, result.stderr
     assert f'| {MODEL} | onnxruntime | fp32 | 64x64 |' in result.stdout
     # The eager PyTorch path is timed first, in the same rounds, as the speed-up's reference.
@@ -241,14 +246,14 @@ def test_bench_cli_reports_every_figure(tmp_path):
     assert row['runs'] == eager['runs'] == 3 and row['rounds'] == 1
     assert 0 < row['speedup_p10'] <= row['speedup_over_eager'] <= row['speedup_p90']
     assert f"| {row['speedup_over_eager']:.2f}x |" in result.stdout
-    alone = run_cli('bench', '--model', MODEL, '--size', '64x64', '--runs', '7', '--warmup',
-                    '0', '--threads', '1', '--weights', 'none', '--no-eager', '--json',
-                    str(out))
+    alone = run_cli_here(capsys, 'bench', '--model', MODEL, '--size', '64x64', '--runs', '7',
+                         '--warmup', '0', '--threads', '1', '--weights', 'none', '--no-eager',
+                         '--json', out)
     assert alone.returncode == 0, alone.stderr
     [row] = json.loads(out.read_text())['rows']
     assert row['backend'] == 'onnxruntime' and 'speedup_over_eager' not in row
     assert (row['runs'], row['rounds']) == (10, 2)  # whole rounds of 5
-    bad = run_cli('bench', '--model', 'segnet')
+    bad = run_cli_here(capsys, 'bench', '--model', 'segnet')
     assert bad.returncode == 2 and 'valid' in bad.stderr
 
 
@@ -267,12 +272,12 @@ def test_bench_goes_on_past_a_failing_variant():
     assert backend == 'tensorflow' and 'tensorflow' in reason
 
 
-def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
+def test_export_cli_writes_checked_graphs(weights_file, tmp_path, capsys):
     """``semseg export`` writes deploy and logits graphs that ONNX Runtime runs as PyTorch."""
     import onnxruntime as ort
     deploy = tmp_path / 'deploy.onnx'
-    result = run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
-                     f'{SIZE[0]}x{SIZE[1]}', '--confidence', '--out', str(deploy))
+    result = run_cli_here(capsys, 'export', '--model', MODEL, '--weights', weights_file,
+                          '--size', f'{SIZE[0]}x{SIZE[1]}', '--confidence', '--out', deploy)
     assert result.returncode == 0, result.stderr
     assert 'agree with PyTorch on 100' in result.stdout
     session = ort.InferenceSession(str(deploy), providers=['CPUExecutionProvider'])
@@ -283,13 +288,13 @@ def test_export_cli_writes_checked_graphs(weights_file, tmp_path):
     assert given.segment(np.zeros((96, 128, 3), np.uint8), with_confidence=True).confidence \
         is not None
     logits = tmp_path / 'logits.onnx'
-    result = run_cli('export', '--model', MODEL, '--weights', str(weights_file), '--size',
-                     f'{SIZE[0]}x{SIZE[1]}', '--graph', 'logits', '--out', str(logits))
+    result = run_cli_here(capsys, 'export', '--model', MODEL, '--weights', weights_file,
+                          '--size', f'{SIZE[0]}x{SIZE[1]}', '--graph', 'logits', '--out', logits)
     assert result.returncode == 0, result.stderr
     with pytest.raises(ValueError, match='not a deployment graph'):
         make(weights_file, onnx_path=str(logits))
-    bad = run_cli('export', '--model', MODEL, '--weights', 'none', '--size', '100x100',
-                  '--out', str(tmp_path / 'bad.onnx'))
+    bad = run_cli_here(capsys, 'export', '--model', MODEL, '--weights', 'none', '--size',
+                       '100x100', '--out', tmp_path / 'bad.onnx')
     assert bad.returncode == 2 and 'multiples of 8' in bad.stderr
     assert not (tmp_path / 'bad.onnx').exists()
 
@@ -322,15 +327,15 @@ def test_half_precision_graph_agrees_with_float(seeded_network):
     assert (half[1].int() - full[1].int()).abs().float().mean() < 2
 
 
-def test_bench_cuda_request_falls_back_and_says_so(tmp_path):
+def test_bench_cuda_request_falls_back_and_says_so(tmp_path, capsys):
     """``semseg bench --device cuda --fp16`` on a machine without CUDA runs on the CPU in
     float and the table says what ran."""
     out = tmp_path / 'bench.json'
-    result = run_cli('bench', '--model', MODEL, '--backend', 'torch', '--device', 'cuda',
-                     '--fp16', '--size', '64x64', '--runs', '2', '--warmup', '1',
-                     '--weights', 'none', '--json', str(out))
+    result = run_cli_here(capsys, 'bench', '--model', MODEL, '--backend', 'torch', '--device',
+                          'cuda', '--fp16', '--size', '64x64', '--runs', '2', '--warmup', '1',
+                          '--weights', 'none', '--no-eager', '--json', out)
     assert result.returncode == 0, result.stderr
-    row = json.loads(out.read_text())['rows'][-1]  # after the eager fp32 reference
+    [row] = json.loads(out.read_text())['rows']
     if not torch.cuda.is_available():
         assert row['providers'] == ['cpu'] and row['precision'] == 'fp32'
         assert row['device'] == 'cuda'
