@@ -50,7 +50,7 @@ $(VISION_MSGS): $(STAMP) third_party/vision_msgs/CMakeLists.txt third_party/visi
 	rm -rf $(VISION_MSGS_BUILD)
 	touch $(VISION_MSGS)
 
-# Everything (CI): real DDS, training, colcon build; about 7 minutes on 2 cores.
+# Everything (CI): real DDS, training, colcon build; about 15 minutes on 2 cores.
 test: $(ENV)
 	$(PY) -m pytest -q test
 
