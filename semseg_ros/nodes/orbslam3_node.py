@@ -66,6 +66,8 @@ DROP_REASONS = ('bad_encoding', 'bad_size', 'no_camera', 'stamp_back', 'unmatche
 # ORB-SLAM3 states after which a map that was tracked has been dropped or replaced.
 RESTART_STATES = ('NO_IMAGES_YET', 'NOT_INITIALIZED')
 LOG_THROTTLE_S = 5.0
+# Label masks queued for this node while ORB-SLAM3 works (about 6 s of a 15 Hz camera).
+LABEL_MASK_DEPTH = 100
 
 NODE_PARAMETERS: Dict[str, Tuple[Any, Option]] = {
     'vocabulary': ('', Option(
@@ -150,8 +152,11 @@ class OrbSlam3Node(Node):
         self.create_subscription(Image, 'image', self._on_image, qos)
         self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, 10)
         if self.matcher is not None:
+            # Deep: a mask comes with every camera frame, and ORB-SLAM3 holds this node's
+            # executor for seconds while it initialises; a keyframe's mask lost meanwhile
+            # would leave its image waiting.
             self.create_subscription(Image, 'label_mask', self._on_label_mask, QoSProfile(
-                history=HistoryPolicy.KEEP_LAST, depth=30,
+                history=HistoryPolicy.KEEP_LAST, depth=LABEL_MASK_DEPTH,
                 reliability=ReliabilityPolicy.RELIABLE))
         output = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                             reliability=ReliabilityPolicy.RELIABLE)
@@ -210,6 +215,10 @@ class OrbSlam3Node(Node):
 
     def _match(self, stream: str, msg: Image, item: Any) -> None:
         result = self.matcher.add(stream, stamp_ns(msg.header), item)
+        for expired_stream, expired_ns in result.expired:
+            if expired_stream == 'image':  # its mask never came: counted as a drop
+                self._drop('unmatched', f'dropped the image stamped {expired_ns} ns: no label '
+                           'mask of that stamp came')
         if result.rejected is not None:
             self._drop('unmatched', f'dropped a {stream} message: {result.rejected}')
         elif result.matched is not None:
