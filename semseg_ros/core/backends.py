@@ -328,9 +328,8 @@ def build_graph(network: nn.Module, path: Path, width: int, height: int,
                 export_inference_graph(copy.deepcopy(network), folder / job.GRAPH_FILE, width,
                                        height, with_confidence, metadata, precision)
             except Exception as error:
-                reason = str(error).splitlines()[0] if str(error) else ''
                 raise GraphBuildError(f'building the {precision} graph failed: '
-                                      f'{type(error).__name__}: {reason}') from error
+                                      f'{job.error_line(error)}') from error
         os.replace(folder / job.GRAPH_FILE, path)
         return path
     finally:

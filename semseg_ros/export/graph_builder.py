@@ -38,6 +38,12 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
+def error_line(error: BaseException) -> str:
+    """Return an export error as the one line a GraphBuildError reports: type and message."""
+    return f'{type(error).__name__}: {error}'.splitlines()[0] if str(error) \
+        else type(error).__name__
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Build the graph the job folder describes; return the exit code."""
     # The node's Ctrl-C reaches its whole process group: end without a traceback.
@@ -54,8 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         export_inference_graph(network, folder / GRAPH_FILE, job['width'], job['height'],
                                job['with_confidence'], job['metadata'], job['precision'])
     except Exception as error:
-        (folder / ERROR_FILE).write_text(f'{type(error).__name__}: {error}'.splitlines()[0]
-                                         if str(error) else type(error).__name__)
+        (folder / ERROR_FILE).write_text(error_line(error))
         traceback.print_exc()
         return 1
     return 0
