@@ -156,6 +156,65 @@ def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, t
     assert not list(weights_file.parent.glob('*.onnx'))
 
 
+def test_processes_starting_together_build_a_graph_once(seeded_network, tmp_path, caplog):
+    """Two builders of one graph (a launch file's nodes, say): while another holds the graph's
+    build lock they wait; then one builds and the other takes its graph."""
+    import threading
+    import time
+    from semseg_ros.core.backends import graph_build_lock, OnnxGraphCache
+    network = seeded_network(MODEL)
+    caches = [OnnxGraphCache(copy.deepcopy(network), MODEL, None, 64, 64, cache=tmp_path)
+              for _ in range(2)]
+    paths = []
+
+    def records(text):
+        return [r for r in caplog.records if r.getMessage().startswith(text)]
+    caplog.set_level(logging.INFO, logger='semseg_ros.core.backends')
+    with graph_build_lock(caches[0].location(False)):
+        threads = [threading.Thread(target=lambda c=c: paths.append(c.path(False)))
+                   for c in caches]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(records('waiting for another process building')) < 2:
+            assert time.monotonic() < deadline, 'the builders did not wait for the lock'
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(paths) == 2 and paths[0] == paths[1], paths
+    assert len(records('building the fp32 graph')) == 1, caplog.text
+    import onnxruntime
+    session = onnxruntime.InferenceSession(str(paths[0]), providers=['CPUExecutionProvider'])
+    [labels] = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 64, 64, 3),
+                                                                         np.uint8)})
+    assert labels.dtype == np.uint8 and labels.shape[0] == 1
+
+
+def test_a_stop_request_ends_the_wait_for_anothers_build(seeded_network, tmp_path):
+    """A node asked to stop while another process builds its graph stops waiting."""
+    import threading
+    from semseg_ros.core import stopping
+    from semseg_ros.core.backends import graph_build_lock, OnnxGraphCache
+    cache = OnnxGraphCache(seeded_network(MODEL), MODEL, None, 64, 64, cache=tmp_path)
+    outcome = []
+
+    def wait():
+        try:
+            cache.path(False)
+        except stopping.StopRequested:
+            outcome.append('stopped')
+    with graph_build_lock(cache.location(False)):
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        stopping.request_stop()
+        try:
+            waiter.join(timeout=30)
+        finally:
+            stopping.clear_stop_request()
+    assert outcome == ['stopped']
+    assert not cache.location(False).exists()
+
+
 def test_the_same_weights_saved_twice_share_one_graph(seeded_network, tmp_path):
     """Weights files are byte-for-byte reproducible, so their graphs are keyed alike."""
     from semseg_ros.core.weights import file_digest

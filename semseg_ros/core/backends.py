@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -336,6 +336,40 @@ def build_graph(network: nn.Module, path: Path, width: int, height: int,
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def graph_build_lock(path: Path) -> Iterator[None]:
+    """Hold the build lock of the graph ``path`` (``<path>.lock``) against other processes.
+
+    The lock is the kernel's (``flock``): a process that dies releases it. Waiting for it
+    ends with :class:`~semseg_ros.core.stopping.StopRequested` on a stop request.
+
+    Raises:
+        OSError: The lock file cannot be created.
+        StopRequested: The process is stopping.
+    """
+    import fcntl
+    import time
+    from semseg_ros.core import stopping
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + '.lock'), 'a') as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            LOG.info('waiting for another process building %s', path.name)
+            while True:
+                stopping.raise_if_stop_requested()
+                time.sleep(BUILD_POLL_PERIOD_S)
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    continue
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _build_in_child(network: nn.Module, folder: Path, width: int, height: int,
                     with_confidence: bool, metadata: Dict[str, str], precision: str) -> None:
     """Run the export in :mod:`semseg_ros.export.graph_builder`, killed on a stop request."""
@@ -641,35 +675,48 @@ class OnnxGraphCache:
         self.metadata = graph_metadata(model_name, weights_digest(weights, network), width,
                                        height, precision, num_classes)
 
-    def path(self, with_confidence: bool) -> Path:
-        """Return the graph's file, building it first if it is missing or stale.
+    def location(self, with_confidence: bool) -> Path:
+        """Return the graph's file, which may not be built yet.
 
-        Raises:
-            OSError: The cache folder cannot be written (the message says how to choose
-                another).
+        In order: the given one; with ``folder``, the one there; a fresh one beside the
+        weights; else the one in the cache.
         """
         if self.given is not None:
             return self.given
         name = f'{self.stem}.{self.width}x{self.height}' + ('.conf' if with_confidence else '') \
             + ('.int8' if self.precision == 'int8' else '')
         if self.folder is not None:
-            path = self.folder / f'{name}.onnx'
-        else:
-            beside = None if self.weights is None else self.weights.parent / f'{name}.onnx'
-            if beside is not None and _is_fresh(beside, self.metadata):
-                return beside
-            path = self.cache / f'{name}.{graph_key(self.metadata)}.onnx'
-        if not _is_fresh(path, self.metadata):
-            LOG.info('building the %s graph of %s at %dx%d into %s', self.precision,
-                     self.model_name, self.width, self.height, path)
-            try:
-                build_graph(self.network, path, self.width, self.height, with_confidence,
-                            self.metadata, self.precision)
-            except OSError as error:
-                reason = error.strerror or str(error)
-                raise OSError(f'cannot write the graph cache {path.parent} ({reason}); choose '
-                              'a writable folder with the graph_cache parameter, '
-                              '--graph-cache or $SEMSEG_ROS_CACHE') from error
+            return self.folder / f'{name}.onnx'
+        beside = None if self.weights is None else self.weights.parent / f'{name}.onnx'
+        if beside is not None and _is_fresh(beside, self.metadata):
+            return beside
+        return self.cache / f'{name}.{graph_key(self.metadata)}.onnx'
+
+    def path(self, with_confidence: bool) -> Path:
+        """Return the graph's file (:meth:`location`), built first if missing or stale.
+
+        Raises:
+            OSError: The cache folder cannot be written (the message says how to choose
+                another).
+        """
+        path = self.location(with_confidence)
+        if path == self.given or _is_fresh(path, self.metadata):
+            return path
+        try:
+            # In the cache, processes starting together (a launch file's nodes, a test
+            # run's workers) build a graph once: the others wait for it.
+            with (contextlib.nullcontext() if self.folder is not None
+                  else graph_build_lock(path)):
+                if not _is_fresh(path, self.metadata):
+                    LOG.info('building the %s graph of %s at %dx%d into %s', self.precision,
+                             self.model_name, self.width, self.height, path)
+                    build_graph(self.network, path, self.width, self.height, with_confidence,
+                                self.metadata, self.precision)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise OSError(f'cannot write the graph cache {path.parent} ({reason}); choose '
+                          'a writable folder with the graph_cache parameter, '
+                          '--graph-cache or $SEMSEG_ROS_CACHE') from error
         return path
 
     def engine_folder(self) -> Path:
