@@ -21,6 +21,7 @@ from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.weights import load_weights, read_weights
 from semseg_ros.data.datasets import build_dataset
 from semseg_ros.models import create_model
+from semseg_ros.training import progress
 from semseg_ros.training.engine import evaluate_model
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import (
@@ -375,8 +376,35 @@ def test_time_budget_stops_a_session_resumably(camvid, tmp_path):
     assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '3', '--out', str(run_dir),
                   '--time-budget', '0.01', '--fit-epochs') == 0
     assert read_weights(run_dir / 'last.pt')['epoch'] == 1
+    state = progress.read_progress(run_dir)
+    assert (state.epochs_done, state.epochs) == (1, 3)
+    assert state.seconds_left == pytest.approx(2 * state.seconds[0])
     assert cli.main(['train', '--resume', str(run_dir), '--no-progress']) == 0
     assert read_weights(run_dir / 'last.pt')['epoch'] == 3
+
+
+def test_progress_tells_epochs_validations_and_time_left(learned_run, tmp_path, capsys):
+    """python -m semseg_ros.training.progress: the run's row; a folder that is no run, or a
+    damaged log, is named with exit code 2."""
+    history = _history(learned_run)
+    validations = [(h['epoch'], h['val_miou']) for h in history if h['val_miou'] is not None]
+    state = progress.read_progress(learned_run)
+    assert (state.epochs_done, state.epochs) == (30, 30) and state.seconds_left == 0
+    assert state.validations == validations and len(validations) == 3
+    best = max(validations, key=lambda v: v[1])
+    assert state.best == best and state.val_name == 'train'
+    assert progress.main([str(learned_run)]) == 0
+    header, rule, row = capsys.readouterr().out.strip().splitlines()
+    assert header.startswith('| network |') and row.startswith(f'| {MODEL} | `run` | 30 / 30 |')
+    assert f'{best[1] * 100:.1f} at epoch {best[0]} (train; ' in row
+    assert progress.main([str(tmp_path)]) == 2
+    assert f'{tmp_path / "run.json"}: No such file' in capsys.readouterr().err
+    damaged = tmp_path / 'damaged'
+    damaged.mkdir()
+    (damaged / 'run.json').write_bytes((learned_run / 'run.json').read_bytes())
+    (damaged / 'log.jsonl').write_text('{"epoch": 1, "loss": 1.0}\n')
+    assert progress.main([str(damaged)]) == 2
+    assert f'{damaged / "log.jsonl"}, line 1: not an epoch record' in capsys.readouterr().err
 
 
 def test_eval_scores_only_the_named_sequences(learned_run, camvid, tmp_path, capsys):

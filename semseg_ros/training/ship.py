@@ -45,11 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def remove_stale_graphs(folder: Path, stem: str, keep: List[Path]) -> List[Path]:
-    """Delete ``<stem>.*.onnx`` graphs in ``folder`` other than ``keep``; return them."""
+    """Delete ``<stem>.*.onnx`` graphs (and build locks) in ``folder`` but ``keep``'s.
+
+    Returns:
+        The graphs deleted.
+    """
     removed = []
     for path in sorted(folder.glob(f'{stem}.*.onnx')):
         if path not in keep:
             path.unlink()
+            path.with_name(path.name + '.lock').unlink(missing_ok=True)
             removed.append(path)
     return removed
 
