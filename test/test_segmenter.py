@@ -215,6 +215,33 @@ def test_a_stop_request_ends_the_wait_for_anothers_build(seeded_network, tmp_pat
     assert not cache.location(False).exists()
 
 
+def test_graphs_of_other_code_are_rebuilt_not_taken(seeded_network, tmp_path, monkeypatch):
+    """A cached graph outlives its code (an upgrade, an edit): the graph's recipe digest (the
+    networks, exporter, INT8 code and InferenceGraph) is in its metadata and key; other files
+    of the package are not."""
+    import shutil
+    from semseg_ros.core import backends
+    package = tmp_path / 'semseg_ros'
+    shutil.copytree(REPO / 'semseg_ros', package, ignore=shutil.ignore_patterns(
+        '__pycache__', '*.pt', '*.onnx', 'samples'))
+    before = backends.recipe_digest(package)
+    with open(package / 'nodes' / 'segmentation_node.py', 'a') as node:
+        node.write('# not part of any graph\n')
+    assert backends.recipe_digest(package) == before
+    with open(package / 'models' / 'enet.py', 'a') as model:
+        model.write('# a network edited\n')
+    edited = backends.recipe_digest(package)
+    assert edited != before
+    network = seeded_network(MODEL)
+    old = backends.OnnxGraphCache(network, MODEL, None, 64, 64, cache=tmp_path)
+    installed = backends.recipe_digest(REPO / 'semseg_ros')
+    assert old.metadata['semseg_ros.graph_recipe'] == backends.graph_recipe_digest() == installed
+    monkeypatch.setattr(backends, 'graph_recipe_digest', lambda: edited)
+    new = backends.OnnxGraphCache(network, MODEL, None, 64, 64, cache=tmp_path)
+    assert new.metadata['semseg_ros.graph_recipe'] == edited
+    assert new.location(False) != old.location(False)
+
+
 def test_the_same_weights_saved_twice_share_one_graph(seeded_network, tmp_path):
     """Weights files are byte-for-byte reproducible, so their graphs are keyed alike."""
     from semseg_ros.core.weights import file_digest

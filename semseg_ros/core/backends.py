@@ -9,6 +9,7 @@ tensor is copied out of the runtime: the node only resizes uint8 images around i
 import contextlib
 import copy
 import ctypes
+import functools
 import hashlib
 import json
 import logging
@@ -239,6 +240,37 @@ def available_backends() -> List[str]:
             if name != 'openvino' or importlib.util.find_spec('openvino') is not None]
 
 
+# The package's files that decide what a graph computes: the networks, the exporter's
+# translations, the INT8 rewrites and quantization, and InferenceGraph (this module).
+GRAPH_RECIPE_FILES = ('models/*.py', 'export/onnx_export.py', 'export/deploy.py',
+                      'export/quantize.py', 'core/backends.py')
+
+
+def recipe_digest(package: Path) -> str:
+    """Return a short digest of :data:`GRAPH_RECIPE_FILES` (names, bytes) under ``package``.
+
+    Args:
+        package: A ``semseg_ros`` folder.
+    """
+    digest = hashlib.sha256()
+    for pattern in GRAPH_RECIPE_FILES:
+        for path in sorted(package.glob(pattern)):
+            digest.update(path.relative_to(package).as_posix().encode() + b'\0')
+            digest.update(path.read_bytes() + b'\0')
+    return digest.hexdigest()[:16]
+
+
+@functools.lru_cache(maxsize=1)
+def graph_recipe_digest() -> str:
+    """Return this installed package's :func:`recipe_digest`.
+
+    Cached graphs outlive the code that built them (``$ROS_HOME`` keeps them across package
+    upgrades); this digest in their metadata, and so in their cache key, retires them when
+    that code changes.
+    """
+    return recipe_digest(Path(__file__).resolve().parents[1])
+
+
 def graph_metadata(model_name: str, weights_digest: str, width: int, height: int,
                    precision: str = 'fp32', num_classes: Optional[int] = None
                    ) -> Dict[str, str]:
@@ -251,7 +283,8 @@ def graph_metadata(model_name: str, weights_digest: str, width: int, height: int
     """
     check_precision(precision)
     metadata = {'semseg_ros.model': model_name, 'semseg_ros.weights_sha256': weights_digest,
-                'semseg_ros.input_size': f'{width}x{height}', 'semseg_ros.precision': precision}
+                'semseg_ros.input_size': f'{width}x{height}', 'semseg_ros.precision': precision,
+                'semseg_ros.graph_recipe': graph_recipe_digest()}
     if num_classes is not None:
         metadata['semseg_ros.num_classes'] = str(int(num_classes))
     if precision == 'int8':
@@ -619,8 +652,11 @@ def graph_cache_dir(override: Optional[Union[str, Path]] = None) -> Path:
 
 def runtime_versions() -> Dict[str, str]:
     """Return the versions a derived graph depends on besides its metadata."""
-    import onnxruntime
-    return {'onnxruntime': onnxruntime.__version__, 'torch': torch.__version__}
+    from importlib.metadata import version  # without importing the exporter's libraries
+    import onnxruntime  # its module: Jetsons install it as another distribution
+    # onnxscript's optimizer rewrites the exported graph.
+    return {'onnx': version('onnx'), 'onnxruntime': onnxruntime.__version__,
+            'onnxscript': version('onnxscript'), 'torch': torch.__version__}
 
 
 def graph_key(metadata: Dict[str, str]) -> str:
