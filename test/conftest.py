@@ -2,8 +2,7 @@
 
 import os
 from pathlib import Path
-import shutil
-import tempfile
+import time
 
 import pytest
 
@@ -18,21 +17,31 @@ if XDIST_WORKER:
     os.environ['ROS_DOMAIN_ID'] = str(20 + os.getpid() % 200)
 os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 200))
 os.environ.setdefault('ROS_LOG_DIR', str(REPO_ROOT / 'log' / 'ros'))
-# One graph cache for the whole run, its processes (workers too) and the nodes and tools they
-# start: a graph (keyed by the weights' digest, size and precision) is built once per run,
-# not once per test. Tests of the cache itself give their own folder. The process that
-# made it removes it when the run ends.
-if XDIST_WORKER and os.environ.get('SEMSEG_TEST_GRAPH_CACHE'):
-    GRAPH_CACHE, OWN_GRAPH_CACHE = Path(os.environ['SEMSEG_TEST_GRAPH_CACHE']), False
-else:
-    GRAPH_CACHE, OWN_GRAPH_CACHE = Path(tempfile.mkdtemp(prefix='semseg_test_graphs_')), True
+# One graph cache for every run of this checkout (log/test_graph_cache, which `make clean`
+# removes; $SEMSEG_TEST_GRAPH_CACHE chooses another), its processes (workers too) and the
+# nodes and tools they start. A graph's key holds the weights' digest, size, precision,
+# runtime versions and the digest of the code that builds it, so a graph an earlier run left
+# is the very graph this run would build: the untrained networks' graphs are built once per
+# change of that code, not once per run. Tests of the cache itself, and tests that must see
+# a build, give their own folder. Files unused for PRUNE_DAYS are removed at the start.
+GRAPH_CACHE = Path(os.environ.get('SEMSEG_TEST_GRAPH_CACHE')
+                   or REPO_ROOT / 'log' / 'test_graph_cache')
+PRUNE_DAYS = 14
 os.environ['SEMSEG_TEST_GRAPH_CACHE'] = os.environ['SEMSEG_ROS_CACHE'] = str(GRAPH_CACHE)
 
 
-def pytest_unconfigure(config):
-    """Remove the run's graph cache (the process that made it)."""
-    if OWN_GRAPH_CACHE:
-        shutil.rmtree(GRAPH_CACHE, ignore_errors=True)
+def pytest_configure(config):
+    """Create the graph cache and prune it (the controller, or a run without workers)."""
+    if XDIST_WORKER:
+        return
+    GRAPH_CACHE.mkdir(parents=True, exist_ok=True)
+    stale = time.time() - PRUNE_DAYS * 86400
+    for path in GRAPH_CACHE.rglob('*'):
+        try:
+            if path.is_file() and max(path.stat().st_atime, path.stat().st_mtime) < stale:
+                path.unlink()
+        except OSError:  # another run's file, gone meanwhile
+            pass
 
 
 # The two tiers: `make test-fast` runs what is not marked, `make test` everything. Modules

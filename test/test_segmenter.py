@@ -130,7 +130,7 @@ def test_auto_picks_the_runtime_measured_fastest_among_those_installed(device, p
 
 
 def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, tmp_path):
-    """The graph is built into the cache folder (the test run's: other tests of the same
+    """The graph is built into the cache folder (the tests' shared one: other tests of the same
     weights share it), reused while the weights are unchanged, and built under another key
     after they change, into the graph_cache setting's folder when given; nothing is written
     beside the weights."""
@@ -141,11 +141,12 @@ def test_onnx_graph_is_built_into_the_cache_and_refreshed(frame, weights_file, t
 
     def graphs(folder):
         return sorted(p for p in folder.glob('*.onnx') if labels_only.fullmatch(p.name))
-    make(weights_file).segment(rgb)
-    [cached] = graphs(graph_cache_dir())
+    first = make(weights_file)
+    first.segment(rgb)
+    cached = first.backend._graphs.location(False)
+    assert cached in graphs(graph_cache_dir())  # other keys' graphs may lie beside it
     stamp = cached.stat().st_mtime_ns
     make(weights_file).segment(rgb)
-    assert graphs(graph_cache_dir()) == [cached]
     assert cached.stat().st_mtime_ns == stamp, 're-exported although nothing changed'
     torch.manual_seed(1)
     save_weights(weights_file, create_model(MODEL), MODEL, 11, 'camvid')
