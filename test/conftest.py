@@ -23,10 +23,12 @@ os.environ.setdefault('ROS_LOG_DIR', str(REPO_ROOT / 'log' / 'ros'))
 # runtime versions and the digest of the code that builds it, so a graph an earlier run left
 # is the very graph this run would build: the untrained networks' graphs are built once per
 # change of that code, not once per run. Tests of the cache itself, and tests that must see
-# a build, give their own folder. Files unused for PRUNE_DAYS are removed at the start.
+# a build, give their own folder. At the start, files unused for PRUNE_DAYS go, and the
+# least recently used ones while the cache holds more than PRUNE_MB (each change of that code
+# adds a set of graphs, about 15 MB).
 GRAPH_CACHE = Path(os.environ.get('SEMSEG_TEST_GRAPH_CACHE')
                    or REPO_ROOT / 'log' / 'test_graph_cache')
-PRUNE_DAYS = 14
+PRUNE_DAYS, PRUNE_MB = 14, 300
 os.environ['SEMSEG_TEST_GRAPH_CACHE'] = os.environ['SEMSEG_ROS_CACHE'] = str(GRAPH_CACHE)
 
 
@@ -35,13 +37,20 @@ def pytest_configure(config):
     if XDIST_WORKER:
         return
     GRAPH_CACHE.mkdir(parents=True, exist_ok=True)
-    stale = time.time() - PRUNE_DAYS * 86400
+    files = []
     for path in GRAPH_CACHE.rglob('*'):
         try:
-            if path.is_file() and max(path.stat().st_atime, path.stat().st_mtime) < stale:
-                path.unlink()
+            if path.is_file():
+                stat = path.stat()
+                files.append((max(stat.st_atime, stat.st_mtime), stat.st_size, path))
         except OSError:  # another run's file, gone meanwhile
             pass
+    stale, total = time.time() - PRUNE_DAYS * 86400, sum(size for _, size, _ in files)
+    for used, size, path in sorted(files):  # least recently used first
+        if used >= stale and total <= PRUNE_MB * 2**20:
+            break
+        path.unlink(missing_ok=True)
+        total -= size
 
 
 # The two tiers: `make test-fast` runs what is not marked, `make test` everything. Modules
