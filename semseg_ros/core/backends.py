@@ -11,6 +11,7 @@ import copy
 import ctypes
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -385,18 +386,15 @@ def graph_build_lock(path: Path) -> Iterator[None]:
     from semseg_ros.core import stopping
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + '.lock'), 'a') as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            LOG.info('waiting for another process building %s', path.name)
-            while True:
+        for attempt in itertools.count():
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt == 0:
+                    LOG.info('waiting for another process building %s', path.name)
                 stopping.raise_if_stop_requested()
                 time.sleep(BUILD_POLL_PERIOD_S)
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    continue
         try:
             yield
         finally:
@@ -650,8 +648,9 @@ def graph_cache_dir(override: Optional[Union[str, Path]] = None) -> Path:
     return cache_root() / 'graphs'
 
 
+@functools.lru_cache(maxsize=1)
 def runtime_versions() -> Dict[str, str]:
-    """Return the versions a derived graph depends on besides its metadata."""
+    """Return the versions a derived graph depends on besides its metadata (looked up once)."""
     from importlib.metadata import version  # without importing the exporter's libraries
     import onnxruntime  # its module: Jetsons install it as another distribution
     # onnxscript's optimizer rewrites the exported graph.
@@ -717,16 +716,20 @@ class OnnxGraphCache:
         In order: the given one; with ``folder``, the one there; a fresh one beside the
         weights; else the one in the cache.
         """
+        return self._locate(with_confidence)[0]
+
+    def _locate(self, with_confidence: bool) -> Tuple[Path, bool]:
+        """Return :meth:`location` and whether it is known to be ready (given, or fresh)."""
         if self.given is not None:
-            return self.given
+            return self.given, True
         name = f'{self.stem}.{self.width}x{self.height}' + ('.conf' if with_confidence else '') \
             + ('.int8' if self.precision == 'int8' else '')
         if self.folder is not None:
-            return self.folder / f'{name}.onnx'
+            return self.folder / f'{name}.onnx', False
         beside = None if self.weights is None else self.weights.parent / f'{name}.onnx'
         if beside is not None and _is_fresh(beside, self.metadata):
-            return beside
-        return self.cache / f'{name}.{graph_key(self.metadata)}.onnx'
+            return beside, True
+        return self.cache / f'{name}.{graph_key(self.metadata)}.onnx', False
 
     def path(self, with_confidence: bool) -> Path:
         """Return the graph's file (:meth:`location`), built first if missing or stale.
@@ -735,8 +738,8 @@ class OnnxGraphCache:
             OSError: The cache folder cannot be written (the message says how to choose
                 another).
         """
-        path = self.location(with_confidence)
-        if path == self.given or _is_fresh(path, self.metadata):
+        path, ready = self._locate(with_confidence)
+        if ready or _is_fresh(path, self.metadata):
             return path
         try:
             # In the cache, processes starting together (a launch file's nodes, a test
