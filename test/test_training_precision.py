@@ -6,12 +6,13 @@ its convolutions, at the size it sees under the default 384x288 crop (the wrong 
 is right on small inputs), must give the gradients fp32 NCHW gives; and each network trains a
 few dozen steps on real frames with every gradient finite. bf16 channels-last once gave
 garbage weight gradients for dilated depthwise convolutions (a oneDNN kernel,
-docs/training.md): the first test fails if any offered combination does that again.
-Whole-network gradients are not compared: through an untrained deep network, bf16 rounding
-alone moves them by tens of percent.
+docs/training.md): the first test fails if any offered combination does that again, the
+second if ``--compile`` (inductor) brings it back. Whole-network gradients are not compared:
+through an untrained deep network, bf16 rounding alone moves them by tens of percent.
 """
 
 import copy
+import shutil
 
 import cv2
 import numpy as np
@@ -21,7 +22,8 @@ from torch import nn
 
 from semseg_ros.core.resources import samples_dir
 from semseg_ros.models import create_model, list_models, model_info
-from semseg_ros.training.engine import autocast, forward_logits, set_memory_format
+from semseg_ros.training.engine import (
+    autocast, compile_network, forward_logits, set_memory_format)
 from semseg_ros.training.losses import SegmentationLoss
 
 CPU = torch.device('cpu')
@@ -102,6 +104,44 @@ def test_every_convolution_gets_right_gradients(name, amp, channels_last):
                 f'{name} {amp} channels_last={channels_last}: {key} ({type(layer).__name__}, '
                 f'groups {layer.groups}, dilation {layer.dilation}, input {shape}): {what} '
                 f'gradient off by {error:.3g} of its norm')
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which('g++') is None,
+                    reason="torch.compile's inductor needs a C++ compiler (g++) on a CPU")
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_compiled_bf16_keeps_dilated_grouped_convolutions_right(channels_last):
+    """Under ``--compile`` (inductor) in bf16 on a CPU, a dilated depthwise convolution fed by
+    another layer gets the weight gradient fp32 gives, NCHW or channels-last.
+
+    Inductor's layout optimisation made such a layer channels-last, onto the wrong kernel,
+    whatever the format (MiniNet-v2-cpu's gradients were infinite by the third step);
+    ``compile_network`` keeps it off.
+    """
+    torch.manual_seed(0)
+    # MiniNet-v2-cpu's stage 3 at 384x288: 128 channels at 36x48, dilation 2.
+    model = nn.Sequential(nn.Conv2d(3, 128, 1), nn.Conv2d(128, 128, 3, padding=2,
+                                                          dilation=2, groups=128))
+    with torch.no_grad():
+        for layer in model:  # values bf16 holds exactly: the reference sees the same
+            layer.weight.copy_(layer.weight.bfloat16().float())
+            layer.bias.zero_()
+    reference = copy.deepcopy(model)
+    x = torch.randn(8, 3, 36, 48).bfloat16().float()
+    g = torch.randn(8, 128, 36, 48).bfloat16().float()
+    reference(x).backward(g)
+    set_memory_format(model, CPU, 'bf16', channels_last)
+    compiled = compile_network(model, 'inductor', CPU, 'bf16')
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(CPU, 'bf16'):
+        y = compiled(x)
+    y.backward(g.to(y.dtype))
+    for index in (0, 1):
+        error = _relative_error(model[index].weight.grad, reference[index].weight.grad)
+        assert error < CONV_TOLERANCE, (
+            f'compiled bf16, channels_last={channels_last}: layer {index} weight gradient off '
+            f'by {error:.3g} of its norm')
 
 
 @pytest.fixture(scope='module')

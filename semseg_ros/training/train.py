@@ -68,8 +68,8 @@ from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, ep
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
-    autocast, evaluate_model, forward_logits, make_loader, progress_bar, seed_everything,
-    set_memory_format, to_device, training_speed_settings)
+    autocast, compile_network, evaluate_model, forward_logits, make_loader, progress_bar,
+    seed_everything, set_memory_format, to_device, training_speed_settings)
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import class_weights, distillation_loss, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
@@ -407,7 +407,7 @@ class Trainer:
             raise UsageError('--cuda-graph trains on one process; leave it out under torchrun')
         if config['compile']:
             # Training steps only: validation sees other image sizes and runs eagerly.
-            self.net = torch.compile(self.net, backend=config['compile'])
+            self.net = compile_network(self.net, config['compile'], device, config['amp'])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config['lr'],
                                           weight_decay=config['weight_decay'])
         self.sampler = torch.utils.data.DistributedSampler(
