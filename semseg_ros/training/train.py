@@ -120,9 +120,13 @@ CHECKPOINT_SECONDS = 30.0
 FIT_EPOCHS_AFTER = 3
 FIT_MARGIN = 0.9
 COMPILE_BACKENDS = ('inductor', 'aot_eager', 'eager')
-# Settings --resume may change: they do not alter what the run computes.
+# Settings --resume may change: they do not alter the recipe. All but the last two leave
+# what the run computes as it was; --amp and --channels-last change the arithmetic only, so a
+# long run can move to a faster one (each session's command is recorded, and the trainer
+# says what changed).
 RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
-                    'stop_after', 'compile', 'time_budget', 'cuda_graph'}
+                    'stop_after', 'compile', 'time_budget', 'cuda_graph', 'amp',
+                    'channels_last'}
 # Settings of one session only, never stored as the run's settings.
 SESSION_ONLY = {'export_best', 'stop_after', 'time_budget'}
 LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
@@ -375,6 +379,9 @@ class Trainer:
             config['model'], device, config['amp'], config['channels_last'])
         if chosen and self.is_main:
             self._print(chosen)
+        switched = self._arithmetic_switched()
+        if switched and self.is_main:
+            self._print(switched)
         kept_nchw = set_memory_format(model, device, config['amp'], config['channels_last'])
         if kept_nchw and self.is_main:
             self._print(f'bf16 channels-last on the CPU: {len(kept_nchw)} dilated grouped '
@@ -732,6 +739,24 @@ class Trainer:
         torch._foreach_lerp_(averaged, trained, 1.0 - float(self.config['ema']))
         for ema_tensor, tensor in counters:
             ema_tensor.copy_(tensor)
+
+    def _arithmetic_switched(self) -> str:
+        """Say how a resumed session's precision or memory format differs from the run's."""
+        run_file = self.run_dir / 'run.json'
+        if not (self.run_dir / 'last.pt').is_file() or not run_file.is_file():
+            return ''
+        stored = json.loads(run_file.read_text())['args']
+
+        def described(amp, channels_last):
+            return (('bf16' if amp == 'bf16' else 'fp32') + ', '
+                    + ('channels-last' if channels_last else 'NCHW'))
+        before = described(stored.get('amp'), stored.get('channels_last'))
+        now = described(self.config['amp'], self.config['channels_last'])
+        if before == now:
+            return ''
+        return (f'this session trains in {now}; the run began in {before} ({run_file}): '
+                'the recipe is the same, the arithmetic changes from here (the session '
+                'command is recorded)')
 
     def _validate(self) -> ConfusionMatrix:
         config = self.config
