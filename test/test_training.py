@@ -166,8 +166,9 @@ def test_resume_equals_uninterrupted_run(camvid, tmp_path):
 
 
 def test_resume_may_change_precision_and_format_and_says_so(camvid, tmp_path, capsys):
-    """A run begun in fp32 NCHW goes on in bf16 channels-last when its resume asks: the
-    schedule continues, the change is announced, and the session's command records it."""
+    """A run begun in fp32 NCHW goes on in bf16 channels-last when a resume asks: the
+    schedule continues, the change is announced once, and run.json records it for the
+    resumes after."""
     run_dir = tmp_path / 'run'
     assert _train('--data-root', str(camvid), *TINY_ARGS, '--epochs', '2', '--amp', 'none',
                   '--no-channels-last', '--stop-after', '1', '--out', str(run_dir)) == 0
@@ -175,18 +176,20 @@ def test_resume_may_change_precision_and_format_and_says_so(camvid, tmp_path, ca
     assert cli.main(['train', '--resume', str(run_dir), '--amp', 'bf16', '--channels-last',
                      '--no-progress']) == 0
     said = ''.join(capsys.readouterr())
-    assert 'this session trains in bf16, channels-last; the run began in fp32, NCHW' in said
+    assert 'this session trains in bf16, channels-last; the run trained in fp32, NCHW' in said
     history = _history(run_dir)
     assert [h['epoch'] for h in history] == [1, 2]
     assert np.isfinite([h['loss'] for h in history]).all()
     assert read_weights(run_dir / 'last.pt')['epoch'] == 2
-    record = json.loads((run_dir / 'run.json').read_text())
-    assert record['args']['amp'] == 'none'  # what the run began with
-    assert '--amp bf16 --channels-last' in record['sessions'][-1]['command']
-    # Resumed without them, the run trains as it began, with nothing to say about it.
+    # Resumed without them, the run goes on as it trains now, with nothing to say about it.
     assert cli.main(['train', '--resume', str(run_dir), '--epochs', '3', '--no-progress']) == 0
     assert 'this session trains in' not in ''.join(capsys.readouterr())
     assert read_weights(run_dir / 'last.pt')['epoch'] == 3
+    record = json.loads((run_dir / 'run.json').read_text())
+    assert (record['args']['amp'], record['args']['channels_last']) == ('bf16', True)
+    assert [(s['from_epoch'], s['amp'], s['channels_last']) for s in record['sessions']] == [
+        (0, 'none', False), (1, 'bf16', True), (2, 'bf16', True)]
+    assert '--amp bf16 --channels-last' in record['sessions'][1]['command']
 
 
 def _plateau_rates(losses, lr, factor, patience, threshold, floor):

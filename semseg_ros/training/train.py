@@ -122,8 +122,7 @@ FIT_MARGIN = 0.9
 COMPILE_BACKENDS = ('inductor', 'aot_eager', 'eager')
 # Settings --resume may change: they do not alter the recipe. All but the last two leave
 # what the run computes as it was; --amp and --channels-last change the arithmetic only, so a
-# long run can move to a faster one (each session's command is recorded, and the trainer
-# says what changed).
+# long run can move to a faster one (the trainer says what changed; run.json keeps it).
 RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'export_best',
                     'stop_after', 'compile', 'time_budget', 'cuda_graph', 'amp',
                     'channels_last'}
@@ -548,9 +547,13 @@ class Trainer:
         record['frames'] = {'train': sequence_counts(self.train_set.pairs),
                             'val': sequence_counts(self.val_set.pairs) if self.val_set else {}}
         record['args']['epochs'] = self.config['epochs']
+        # A resume that moved the run to another precision or format: later resumes go on so;
+        # each session says what it trained in.
+        arithmetic = {key: self.config[key] for key in ('amp', 'channels_last')}
+        record['args'].update(arithmetic)
         record['sessions'].append({
             'command': self.command, 'world_size': self.world, 'device': str(self.device),
-            'from_epoch': self.epoch,
+            'from_epoch': self.epoch, **arithmetic,
             'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds')})
         write_text_atomic(run_file, json.dumps(record, indent=2) + '\n')
 
@@ -754,9 +757,9 @@ class Trainer:
         now = described(self.config['amp'], self.config['channels_last'])
         if before == now:
             return ''
-        return (f'this session trains in {now}; the run began in {before} ({run_file}): '
-                'the recipe is the same, the arithmetic changes from here (the session '
-                'command is recorded)')
+        return (f'this session trains in {now}; the run trained in {before} until now '
+                f'({run_file}): the recipe is the same, the arithmetic changes from here '
+                '(run.json records it)')
 
     def _validate(self) -> ConfusionMatrix:
         config = self.config
