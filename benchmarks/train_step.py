@@ -10,8 +10,8 @@ variant under ``torch.compile`` (inductor, as ``semseg train --compile`` does; i
 time is printed, not timed). Run it when nothing else trains::
 
     python benchmarks/train_step.py --models all --batch-size 8 --crop 384x288 --rounds 6
-    python benchmarks/train_step.py --models mininet_v2_cpu,rds_net --compile \
-        --variants "fp32 channels-last,bf16 NCHW,bf16 channels-last"
+    python benchmarks/train_step.py --models enet --rounds 3 --turn 10 --compile \
+        --variants "fp32 channels-last,bf16 channels-last"
 """
 
 import argparse
@@ -101,8 +101,10 @@ def time_network(name, images, labels, rounds, rng, variants, compiled, turn):
                     raise RuntimeError(f'{name} {label}: the loss became {loss}')
             if turn > 2:  # the first step of a turn pays for the variant before it
                 spent = spent[1:]
+                this_round[label] = float(np.median(spent))
+            else:
+                this_round[label] = min(spent)
             times[label].extend(spent)
-            this_round[label] = min(spent) if turn <= 2 else float(np.median(spent))
             time.sleep(0.2)  # let threads one variant left spinning settle
         for label in steps:
             ratios[label].append(this_round[reference] / this_round[label])
