@@ -42,8 +42,10 @@ EXTRAS = {'pyorbslam3': 'slam'}
 
 def imported_modules(*folders):
     """Return the top-level third-party modules imported by the Python files in ``folders``."""
-    # The package, the test helpers and the benchmark scripts' own shared module.
-    local = {path.stem for path in (REPO / 'test').glob('*.py')} | {'semseg_ros', 'benchmarks'}
+    # The package, the test helpers, the tools' scripts (a test imports one) and the
+    # benchmark scripts' own shared module.
+    local = {path.stem for folder in ('test', 'tools') for path in (REPO / folder).glob('*.py')} \
+        | {'semseg_ros', 'benchmarks'}
     modules = set()
     for folder in folders:
         for path in (REPO / folder).rglob('*.py'):

@@ -238,6 +238,30 @@ def test_plateau_schedule_halves_on_stalled_loss_and_resumes_exactly(camvid, tmp
         ('plateau', 0.5, 1, 0.3, 3e-4, 'flip-translate')
 
 
+def test_step_schedule_steps_every_n_epochs_and_resumes_exactly(camvid, tmp_path):
+    """--lr-schedule step (the reference PyTorch ENet's): the logged rate is --lr times
+    --step-factor once per --step-epochs epochs, never below --lr-end, and a run stopped and
+    resumed mid-step follows the same rates, losses and weights as a straight one."""
+    data = ['--data-root', str(camvid), *TINY_ARGS, '--epochs', '7', '--lr', '1e-3',
+            '--lr-end', '2e-4', '--lr-schedule', 'step', '--step-epochs', '2',
+            '--step-factor', '0.5', '--no-augment']
+    straight, stopped = tmp_path / 'straight', tmp_path / 'stopped'
+    assert _train(*data, '--out', str(straight)) == 0
+    assert _train(*data, '--out', str(stopped), '--stop-after', '3') == 0
+    assert cli.main(['train', '--resume', str(stopped), '--no-progress']) == 0
+    history = _history(straight)
+    # The rate after each epoch's update, what the next epoch trains at.
+    assert [h['lr'] for h in history] == pytest.approx(
+        [1e-3, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 2e-4, 2e-4])
+    assert [{k: v for k, v in h.items() if k != 'seconds'} for h in _history(stopped)] == \
+        [{k: v for k, v in h.items() if k != 'seconds'} for h in history]
+    a, b = read_weights(straight / 'last.pt'), read_weights(stopped / 'last.pt')
+    for key, tensor in a['state_dict'].items():
+        assert torch.equal(tensor, b['state_dict'][key]), key
+    args = json.loads((stopped / 'run.json').read_text())['args']
+    assert (args['lr_schedule'], args['step_epochs'], args['step_factor']) == ('step', 2, 0.5)
+
+
 def test_run_from_before_augment_and_lr_schedule_resumes_as_it_was(camvid, tmp_path):
     """A run.json without --augment and --lr-schedule (older runs) resumes with the
     polynomial schedule and its --no-augment flag read as --augment none."""
@@ -432,6 +456,52 @@ def test_progress_tells_epochs_validations_and_time_left(learned_run, tmp_path, 
     (damaged / 'log.jsonl').write_text('{"epoch": 1, "loss": 1.0}\n')
     assert progress.main([str(damaged)]) == 2
     assert f'{damaged / "log.jsonl"}, line 1: not an epoch record' in capsys.readouterr().err
+
+
+def test_campaign_trains_its_queue_in_order_and_resumes_what_stopped(camvid, tmp_path):
+    """tools/campaign.py, with options that shrink every run to four small frames: a run
+    that stops early ends the campaign there; the next call resumes it with its own settings
+    and then starts each other network of the queue, in order, with its recipe; a third call
+    finds every run trained and starts nothing."""
+    sys.path.insert(0, str(REPO_ROOT / 'tools'))
+    try:
+        import campaign
+    finally:
+        sys.path.remove(str(REPO_ROOT / 'tools'))
+    runs = tmp_path / 'runs'
+    tiny = ['--limit', '4', '--resize', '64x48', '--crop', '64x48', '--batch-size', '2',
+            '--threads', '1', '--val-every', '1', '--no-compile']
+
+    def call(*extra):
+        done = subprocess.run(
+            [sys.executable, str(REPO_ROOT / 'tools' / 'campaign.py'), str(camvid), str(runs),
+             '--', *extra], capture_output=True, text=True, timeout=900,
+            env={**os.environ, 'OMP_NUM_THREADS': '1'})
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    names = [name for name, _ in campaign.QUEUE]
+    out = call(*tiny, '--epochs', '2', '--stop-after', '1')
+    assert f'{names[0]}: stopped after 1 of 2 epochs; the campaign stops here' in out
+    assert [p.name for p in runs.iterdir()] == [names[0]]
+    out = call(*tiny, '--epochs', '1')
+    trained = [line.split('] ')[1].split(':')[0] for line in out.splitlines()
+               if line.endswith('epochs trained')]
+    assert trained == names, out
+    for name, recipe in campaign.QUEUE:
+        record = json.loads((runs / name / 'run.json').read_text())
+        args = record['args']
+        assert args['model'] == recipe[recipe.index('--model') + 1]
+        assert (progress.read_progress(runs / name).epochs_done, args['epochs']) == \
+            ((2, 2) if name == names[0] else (1, 1))
+        assert (args['batch_size'], args['compile'], args['val_every']) == (2, None, 1)
+        assert args['data_root'] == str(camvid.resolve())
+    assert json.loads((runs / 'enet_300' / 'run.json').read_text())['args']['lr_schedule'] \
+        == 'step'
+    sessions = json.loads((runs / names[0] / 'run.json').read_text())['sessions']
+    assert len(sessions) == 2 and '--resume' in sessions[1]['command']
+    out = call()
+    assert 'every run has trained all its epochs' in out and 'semseg_ros.cli' not in out
 
 
 def test_eval_scores_only_the_named_sequences(learned_run, camvid, tmp_path, capsys):
@@ -634,6 +704,13 @@ def test_init_keeps_fresh_classifier_for_another_class_set(learned_run):
       '--poly-power', '2', '--out', 'x'], '--poly-power applies to --lr-schedule poly only'),
     (['train', '--model', MODEL, '--data-root', '.', '--plateau-patience', '5', '--out', 'x'],
      '--plateau-patience applies to --lr-schedule plateau only, not poly'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-schedule', 'plateau',
+      '--step-epochs', '100', '--out', 'x'],
+     '--step-epochs applies to --lr-schedule step only, not plateau'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-schedule', 'step',
+      '--step-factor', '0', '--out', 'x'], '--step-factor must be between 0 and 1'),
+    (['train', '--model', MODEL, '--data-root', '.', '--lr-schedule', 'step',
+      '--step-epochs', '0', '--out', 'x'], '--step-epochs must be at least 1'),
     (['train', '--model', MODEL, '--data-root', '.', '--augment', 'flip-translate',
       '--scale-range', '1', '1', '--out', 'x'],
      '--scale-range applies to --augment full only, not flip-translate'),

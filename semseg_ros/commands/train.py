@@ -61,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--lr-schedule', choices=LR_SCHEDULES,
                         help="'poly': polynomial decay to --lr-end, per step; 'plateau': the "
                         'rate times --plateau-factor when the mean training loss of an epoch '
-                        "has stalled for --plateau-patience epochs (RDS-Net's paper)"
-                        + default('lr_schedule'))
+                        "has stalled for --plateau-patience epochs (RDS-Net's paper); 'step': "
+                        'the rate times --step-factor every --step-epochs epochs (the '
+                        'reference PyTorch ENet)' + default('lr_schedule'))
     parser.add_argument('--lr-end', type=float, help='learning rate the polynomial decay ends '
-                        'at; the lowest rate of the plateau schedule' + default('lr_end'))
+                        'at; the lowest rate of the plateau and step schedules'
+                        + default('lr_end'))
     parser.add_argument('--plateau-factor', type=float,
                         help='what a plateau multiplies the rate by' + default('plateau_factor'))
     parser.add_argument('--plateau-patience', type=int, metavar='EPOCHS',
@@ -73,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--plateau-threshold', type=float, metavar='FRACTION',
                         help='how much lower than the best so far (relative) an epoch loss '
                         'must be to count as lower' + default('plateau_threshold'))
+    parser.add_argument('--step-epochs', type=int, metavar='EPOCHS',
+                        help='epochs between two steps of the step schedule'
+                        + default('step_epochs'))
+    parser.add_argument('--step-factor', type=float,
+                        help='what each step of the step schedule multiplies the rate by'
+                        + default('step_factor'))
     parser.add_argument('--weight-decay', type=float, help='Adam weight decay'
                         + default('weight_decay'))
     parser.add_argument('--poly-power', type=float, help='polynomial LR decay power'
@@ -115,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='compile the training step with torch.compile (default backend '
                         'inductor: needs a C++ compiler, a minute or two to start, then '
                         'faster steps for some networks)')
+    parser.add_argument('--no-compile', dest='compile', action='store_const', const=None,
+                        help='train eagerly (the default): turns --compile off, e.g. for a '
+                        'resumed run that was compiled')
     parser.add_argument('--cuda-graph', action='store_true',
                         help='on CUDA, capture the training step (forward, backward, Adam, '
                         'moving average) once as a CUDA graph and replay it: several times '

@@ -6,7 +6,8 @@ bilinearly), augmentation by flip, scale, crop/translation and brightness/contra
 Validation mIoU at full resolution every ``--val-every`` epochs and at the end.
 RDS-Net's paper recipe instead: ``--lr-schedule plateau`` (the rate halved whenever the
 epoch's mean training loss stalls) and ``--augment flip-translate`` (flips and shifts of up
-to 2 px only).
+to 2 px only). The reference PyTorch ENet's: ``--lr-schedule step`` (the rate times
+``--step-factor`` every ``--step-epochs`` epochs).
 
 A run folder holds::
 
@@ -84,6 +85,8 @@ DEFAULTS: Dict[str, Any] = {
     # patience halves the rate on noise; 10 is also Keras's and PyTorch's ReduceLROnPlateau
     # default (the paper gives none). Threshold: PyTorch's default, 0.01 % lower counts.
     'plateau_factor': 0.5, 'plateau_patience': 10, 'plateau_threshold': 1e-4,
+    # The reference PyTorch ENet (davidtvs/PyTorch-ENet): x 0.1 every 100 of its 300 epochs.
+    'step_epochs': 100, 'step_factor': 0.1,
     'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'auto', 'channels_last': None,
     'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
@@ -93,7 +96,7 @@ DEFAULTS: Dict[str, Any] = {
     'distill_temperature': 1.0,
 }
 DATA_PIPELINES = ('auto', 'device', 'loader')
-LR_SCHEDULES = ('poly', 'plateau')
+LR_SCHEDULES = ('poly', 'plateau', 'step')
 # Whole pixels of shift in x and y under --augment flip-translate (RDS-Net's 0-2 px).
 FLIP_TRANSLATE_PIXELS = 2
 # What each --augment choice draws, as AugmentationSettings fields ('full': its defaults and
@@ -110,6 +113,8 @@ ONLY_WITH = {'poly_power': ('lr_schedule', 'poly'),
              'plateau_factor': ('lr_schedule', 'plateau'),
              'plateau_patience': ('lr_schedule', 'plateau'),
              'plateau_threshold': ('lr_schedule', 'plateau'),
+             'step_epochs': ('lr_schedule', 'step'),
+             'step_factor': ('lr_schedule', 'step'),
              'scale_range': ('augment', 'full')}
 # Steps between progress-bar loss updates (each reads the loss back from the device).
 PROGRESS_EVERY = 20
@@ -213,6 +218,11 @@ def check_config(config: Dict[str, Any]) -> None:
     if not 0 <= config['plateau_threshold'] < 1:
         raise UsageError(f'--plateau-threshold must be at least 0 and below 1, got '
                          f'{config["plateau_threshold"]}')
+    if config['step_epochs'] < 1:
+        raise UsageError(f'--step-epochs must be at least 1, got {config["step_epochs"]}')
+    if not 0 < config['step_factor'] < 1:
+        raise UsageError(f'--step-factor must be between 0 and 1 (e.g. 0.1), got '
+                         f'{config["step_factor"]}')
     low, high = config['scale_range']
     if not 0 < low <= high:
         raise UsageError(f'--scale-range needs 0 < MIN <= MAX, got {low} {high}')
@@ -491,14 +501,21 @@ class Trainer:
         return teacher
 
     def _scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        """Polynomial decay per iteration to ``lr_end``, or halving on a loss plateau.
+        """Polynomial decay per iteration to ``lr_end``, halving on a loss plateau, or steps.
 
         poly: ``lr = (lr0 - lr_end) * (1 - step / total) ** power + lr_end``, stepped after
         every iteration. plateau: ``lr *= plateau_factor`` once more than ``plateau_patience``
         epochs in a row have not lowered the best mean training loss by the relative
-        ``plateau_threshold``, never below ``lr_end``; stepped after every epoch.
+        ``plateau_threshold``, never below ``lr_end``; stepped after every epoch. step:
+        ``lr = lr0 * step_factor ** (epoch // step_epochs)``, never below ``lr_end``; stepped
+        after every epoch.
         """
         config = self.config
+        if config['lr_schedule'] == 'step':
+            every, gamma = int(config['step_epochs']), float(config['step_factor'])
+            lowest = float(config['lr_end']) / float(config['lr'])
+            return torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda epoch: max(gamma ** (epoch // every), lowest))
         if config['lr_schedule'] == 'plateau':
             return torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode='min', factor=float(config['plateau_factor']),
@@ -701,8 +718,10 @@ class Trainer:
             raise RuntimeError(f'the loss became infinite or NaN in {int(total[2])} steps of '
                                f'epoch {self.epoch + 1}; try a lower --lr (now {config["lr"]})')
         loss = float(total[0] / total[1])
-        if not self.per_step_schedule:
+        if config['lr_schedule'] == 'plateau':
             self.scheduler.step(loss)  # the same reduced loss on every process
+        elif not self.per_step_schedule:
+            self.scheduler.step()
         return loss, float(self.optimizer.param_groups[0]['lr'])
 
     def _zero_grad(self) -> None:
