@@ -47,6 +47,47 @@ def test_card_renders_the_provenance_of_each_file(tmp_path):
     assert model_card.main(['--folder', str(tmp_path), '--check']) == 1
 
 
+def test_card_says_the_machine_and_arithmetic_of_each_stretch_of_epochs(tmp_path):
+    """A run resumed across sessions: the card joins sessions alike, leaves out those that
+    trained nothing, and names the machine and the precision/format of each epoch range."""
+    cpu = '2-core CPU (AMD EPYC)'
+    sessions = [
+        {'from_epoch': 0, 'machine': cpu, 'world_size': 1, 'amp': 'none',
+         'channels_last': True},
+        {'from_epoch': 120, 'machine': cpu, 'world_size': 1, 'amp': 'none',
+         'channels_last': True},
+        {'from_epoch': 290, 'machine': cpu, 'world_size': 1, 'amp': 'bf16',
+         'channels_last': True},
+        {'from_epoch': 290, 'machine': cpu, 'world_size': 1, 'amp': 'none',
+         'channels_last': False},  # stopped before its first epoch: trained nothing
+        {'from_epoch': 290, 'machine': 'NVIDIA H100 GPU on a 16-core CPU (AMD EPYC)',
+         'world_size': 2, 'amp': 'bf16', 'channels_last': True},
+        {'from_epoch': 1500, 'machine': cpu, 'world_size': 1, 'amp': 'bf16',
+         'channels_last': True}]  # the export, after the last epoch
+    meta = {'model': 'enet', 'epochs_trained': 1500, 'epochs_planned': 1500, 'best_epoch': 1400,
+            'val_miou': 0.7, 'train_wall_seconds': 36000, 'date': '2026-12-07',
+            'commands': ['semseg train --model enet ...'], 'sessions': sessions}
+    save_weights(tmp_path / 'enet_camvid.pt', create_model('enet'), 'enet', 11, 'camvid',
+                 meta=meta)
+    card = model_card.render_card(tmp_path)
+    assert '| training wall time | 10.0 h |' in card
+    assert ('| machine | 2-core CPU (AMD EPYC): epochs 1–290; 2 x NVIDIA H100 GPU on a '
+            '16-core CPU (AMD EPYC): epochs 291–1500 |') in card
+    assert ('| arithmetic | fp32, channels-last: epochs 1–290; bf16, channels-last: epochs '
+            '291–1500 |') in card
+    # Sessions from before runs recorded these: said so, not guessed.
+    sessions[1:] = [dict(sessions[1], machine=None, amp=None)]
+    again = tmp_path / 'again'
+    again.mkdir()
+    save_weights(again / 'enet_camvid.pt', create_model('enet'), 'enet', 11, 'camvid',
+                 meta=meta)
+    card = model_card.render_card(again)
+    assert ('| machine | 2-core CPU (AMD EPYC): epochs 1–120; a machine not recorded: epochs '
+            '121–1500 |') in card
+    assert '| arithmetic | fp32, channels-last: epochs 1–120; not recorded: epochs 121–1500 |' \
+        in card
+
+
 def test_shipped_card_matches_the_shipped_weights():
     """The card in the package is what the shipped files say (regenerate it when they change)."""
     assert model_card.main(['--check']) == 0

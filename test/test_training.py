@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from semseg_ros import cli
+from semseg_ros.core.bench import cpu_model
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.weights import load_weights, read_weights
 from semseg_ros.data.datasets import build_dataset
@@ -609,6 +610,13 @@ def test_export_best_weights(learned_run, tmp_path):
     assert meta['commands'][0].startswith('semseg train --model mininet_v2_cpu')
     assert meta['train_wall_seconds'] > 0 and meta['date']
     assert meta['run'] == learned_run.name and meta['init'] is None
+    # The one session: from the start, on this machine's CPU, in what it trained in.
+    session, = meta['sessions']
+    assert session['from_epoch'] == 0 and session['world_size'] == 1
+    assert session['machine'] == f'{os.cpu_count()}-core CPU ({cpu_model()})'
+    assert (session['amp'], session['channels_last']) == \
+        (read_weights(learned_run / 'last.pt')['args']['amp'],
+         read_weights(learned_run / 'last.pt')['args']['channels_last'])
     assert [h['epoch'] for h in meta['history']] == list(range(1, 31))
     assert [h['epoch'] for h in meta['history'] if h['val_miou'] is not None] == [10, 20, 30]
     assert meta['history'][-1]['loss'] == pytest.approx(history[-1]['loss'], abs=1e-5)

@@ -264,20 +264,24 @@ def format_table(rows: List[Dict[str, object]]) -> str:
     return '\n'.join(lines)
 
 
+def cpu_model() -> str:
+    """Return the CPU's model name (``/proc/cpuinfo``), else the platform's name for it."""
+    try:
+        with open('/proc/cpuinfo') as info:
+            for line in info:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description() -> str:
     """Describe this machine (CPU model, cores, Python, the runtimes' versions)."""
     import onnxruntime
     import torch
     from semseg_ros.core.backends import available_backends
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as info:
-            for line in info:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     versions = f'torch {torch.__version__}, onnxruntime {onnxruntime.__version__}'
     if 'openvino' in available_backends():
         import openvino

@@ -87,6 +87,46 @@ def _held_out(meta: Dict) -> str:
             'frames')
 
 
+def _arithmetic(session: Dict) -> str:
+    """``bf16, channels-last``: the precision and memory format a session trained in."""
+    if session.get('amp') is None or session.get('channels_last') is None:
+        return 'not recorded'
+    return (('bf16' if session['amp'] == 'bf16' else 'fp32') + ', '
+            + ('channels-last' if session['channels_last'] else 'NCHW'))
+
+
+def _machine(session: Dict) -> str:
+    """The machine a session trained on (``2 x`` it for two processes)."""
+    machine = session.get('machine') or 'a machine not recorded'
+    world = int(session.get('world_size') or 1)
+    return f'{world} x {machine}' if world > 1 else machine
+
+
+def session_spans(meta: Dict, describe) -> str:
+    """Say what ``describe(session)`` was over the epochs, e.g. ``A: epochs 1–290; B: ...``.
+
+    A session trains from its ``from_epoch`` to the next session's; sessions that trained
+    nothing (an export, a stop before the first epoch) are left out, and neighbours alike
+    are joined. One value over the whole run is said alone.
+    """
+    sessions = meta.get('sessions') or []
+    spans: List[List] = []
+    for index, session in enumerate(sessions):
+        first = int(session.get('from_epoch') or 0) + 1
+        last = int(sessions[index + 1].get('from_epoch') or 0) if index + 1 < len(sessions) \
+            else int(meta.get('epochs_trained') or 0)
+        if last < first:
+            continue
+        value = describe(session)
+        if spans and spans[-1][0] == value:
+            spans[-1][2] = last
+        else:
+            spans.append([value, first, last])
+    if len(spans) == 1:
+        return spans[0][0]
+    return '; '.join(f'{value}: epochs {first}–{last}' for value, first, last in spans)
+
+
 def portable_command(command: str) -> str:
     """Return a recorded command with the training machine's absolute paths replaced.
 
@@ -136,7 +176,11 @@ def render_card(folder: Path) -> str:
             f'| epochs | best at {meta.get("best_epoch")} of {meta.get("epochs_trained")} '
             f'trained, {meta.get("epochs_planned")} planned ({status}) |',
             f'| training wall time | {float(meta.get("train_wall_seconds", 0)) / 3600:.1f} h '
-            'on a 2-core CPU |',
+            # Files from before runs recorded their machine: all were trained on this one.
+            + ('|' if meta.get('sessions') else 'on a 2-core CPU |'),
+            *([f'| machine | {session_spans(meta, _machine)} |',
+               f'| arithmetic | {session_spans(meta, _arithmetic)} |']
+              if meta.get('sessions') else []),
             f'| recipe | crop {meta.get("crop")}, batch {meta.get("batch_size")}, lr '
             f'{meta.get("lr")}, class weights {meta.get("class_weights")}, seed '
             f'{meta.get("seed")} |',

@@ -47,6 +47,7 @@ import datetime
 import io
 import json
 import math
+import os
 from pathlib import Path
 import shlex
 import sys
@@ -58,6 +59,7 @@ import torch
 from torch import nn
 import torch.distributed as dist
 
+from semseg_ros.core.bench import cpu_model
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.metrics import ConfusionMatrix
 from semseg_ros.core.resources import shipped_weights
@@ -133,6 +135,8 @@ RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'ex
                     'channels_last'}
 # Settings of one session only, never stored as the run's settings.
 SESSION_ONLY = {'export_best', 'stop_after', 'time_budget'}
+# What a shipped file keeps of each session of its run (the model card says them).
+SESSION_KEYS = ('from_epoch', 'machine', 'world_size', 'amp', 'channels_last')
 LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
 
 
@@ -570,7 +574,7 @@ class Trainer:
         record['args'].update(arithmetic)
         record['sessions'].append({
             'command': self.command, 'world_size': self.world, 'device': str(self.device),
-            'from_epoch': self.epoch, **arithmetic,
+            'machine': training_machine(self.device), 'from_epoch': self.epoch, **arithmetic,
             'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds')})
         write_text_atomic(run_file, json.dumps(record, indent=2) + '\n')
 
@@ -827,6 +831,14 @@ class Trainer:
         return self.class_set.name
 
 
+def training_machine(device: torch.device) -> str:
+    """Describe what trains on ``device``: the GPU and its host, or the CPU and its cores."""
+    host = f'{os.cpu_count()}-core CPU ({cpu_model()})'
+    if device.type == 'cuda':
+        return f'{torch.cuda.get_device_name(device)} GPU on a {host}'
+    return host
+
+
 def fitted_epochs(planned: int, done: int, durations: List[float], seconds_left: float) -> int:
     """Return the schedule length (at most ``planned``) whose remaining epochs fit in time.
 
@@ -874,6 +886,9 @@ def export_best(run_dir, out_path) -> Path:
         'class_weights': args['class_weights'], 'seed': args['seed'],
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
+        # Where and in what arithmetic each session trained, from which epoch on.
+        'sessions': [{key: s.get(key) for key in SESSION_KEYS}
+                     for s in run_record.get('sessions', [])],
         'init': run_record.get('init'),
         'holdout': args.get('holdout'),
         'frames': run_record.get('frames'),
