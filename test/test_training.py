@@ -7,9 +7,11 @@ cores; the shipped weights come from the long run, not from here.
 import json
 import os
 from pathlib import Path
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -503,6 +505,30 @@ def test_campaign_trains_its_queue_in_order_and_resumes_what_stopped(camvid, tmp
     assert len(sessions) == 2 and '--resume' in sessions[1]['command']
     out = call()
     assert 'every run has trained all its epochs' in out and 'semseg_ros.cli' not in out
+
+
+def test_campaign_stops_on_sigterm_and_starts_nothing_more(camvid, tmp_path):
+    """SIGTERM to tools/campaign.py stops the training run it started, which keeps its
+    finished epochs, and no further run of the queue starts."""
+    runs = tmp_path / 'runs'
+    campaign = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / 'tools' / 'campaign.py'), str(camvid), str(runs),
+         '--', *TINY_ARGS, '--threads', '1', '--epochs', '1000', '--val-split', 'none'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    log = runs / 'mininet_v2_cpu_1500' / 'log.jsonl'
+    deadline = time.monotonic() + 300
+    while not (log.is_file() and log.read_text()) and campaign.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    campaign.send_signal(signal.SIGTERM)
+    out, _ = campaign.communicate(timeout=120)
+    assert campaign.returncode == 0, out
+    assert 'mininet_v2_cpu_1500: stopped on request' in out
+    assert [p.name for p in runs.iterdir()] == ['mininet_v2_cpu_1500']
+    done = progress.read_progress(runs / 'mininet_v2_cpu_1500')
+    assert 1 <= done.epochs_done < 1000
+    assert read_weights(runs / 'mininet_v2_cpu_1500' / 'last.pt')['epoch'] >= 1
 
 
 def test_eval_scores_only_the_named_sequences(learned_run, camvid, tmp_path, capsys):

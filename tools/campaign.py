@@ -155,8 +155,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                  f'to resume {run_dir}')
             return 0
         if code != 0:
-            _say(f'{run_dir.name}: semseg train failed (exit code {code}); the campaign stops '
-                 'here')
+            ended = f'was stopped by signal {-code}' if code < 0 else \
+                f'failed (exit code {code})'
+            _say(f'{run_dir.name}: semseg train {ended}; the campaign stops here')
             return code if code > 0 else 1
         done = _done(run_dir)
         if done is None or done[0] < done[1]:
