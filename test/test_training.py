@@ -565,6 +565,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def test_compile_auto_decides_from_the_steps_the_session_plans(
+        camvid, tmp_path, monkeypatch, capsys):
+    """The trainer resolves --compile auto (the default) for each session from the steps it
+    will train: ENet compiled (inductor, said so) when they reach the threshold, eager when
+    --stop-after leaves fewer; --no-compile always eager. No step runs, so nothing compiles
+    here (torch.compile is lazy)."""
+    from semseg_ros.commands.train import build_parser
+    from semseg_ros.training import engine, train
+    monkeypatch.setattr(engine, 'AUTO_COMPILE_STEPS', 6)
+    monkeypatch.setenv('CXX', sys.executable)  # a C++ compiler "found" wherever the test runs
+
+    def trainer(*extra):
+        argv = ['--model', 'enet', '--data-root', str(camvid), *TINY_ARGS, '--epochs', '3',
+                '--threads', '1', '--no-progress', '--out', str(tmp_path / 'run'), *extra]
+        config = train.config_from_args(build_parser().parse_args(argv))
+        train.check_config(config)
+        return train.Trainer(config, argv, torch.device('cpu'), 0, 1)
+
+    compiled = trainer()  # 3 epochs of 2 steps: 6
+    assert compiled.config['compile'] == 'auto' and compiled.compiled == 'inductor'
+    assert isinstance(compiled.net, torch._dynamo.eval_frame.OptimizedModule)
+    assert 'compiling the training step (inductor): enet' in capsys.readouterr().out
+    for extra in (['--stop-after', '2'], ['--no-compile']):
+        eager = trainer(*extra)
+        assert eager.compiled is None and eager.net is eager.model, extra
+        assert 'compiling' not in capsys.readouterr().out
+
+
 def test_ddp_two_processes(camvid, tmp_path):
     """torchrun with 2 CPU processes (gloo): one set of outputs, validation summed over ranks."""
     run_dir = tmp_path / 'ddp'

@@ -13,6 +13,7 @@ through an untrained deep network, bf16 rounding alone moves them by tens of per
 
 import copy
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -200,3 +201,26 @@ def test_auto_chooses_the_measured_cpu_format_and_bf16_only_in_hardware(monkeypa
             'none', True, '')
     assert engine.training_speed_settings('mininet_v2_cpu', torch.device('cuda'), 'auto',
                                           None)[:2] == ('none', False)
+
+
+def test_compile_auto_compiles_long_cpu_sessions_of_networks_measured_faster(monkeypatch):
+    """--compile auto: inductor for the networks measured faster compiled on a CPU, in a
+    session of enough steps, with a C++ compiler there (else eager, saying why); eager for
+    the others, on CUDA and for short sessions; a given setting is kept."""
+    from semseg_ros.training import engine
+    long = engine.AUTO_COMPILE_STEPS
+    monkeypatch.setenv('CXX', sys.executable)  # any program found on the PATH will do
+    for name in list_models():
+        backend, why = engine.compile_setting('auto', name, CPU, long)
+        if name in engine.CPU_COMPILED:
+            assert backend == 'inductor' and name in why and '--no-compile' in why
+        else:
+            assert (backend, why) == (None, '')
+    assert engine.CPU_COMPILED == {'enet'}  # the measured table (docs/training.md)
+    assert engine.compile_setting('auto', 'enet', CPU, long - 1) == (None, '')
+    assert engine.compile_setting('auto', 'enet', torch.device('cuda'), long) == (None, '')
+    assert engine.compile_setting('eager', 'rds_net', CPU, 1) == ('eager', '')
+    assert engine.compile_setting(None, 'enet', CPU, long) == (None, '')
+    monkeypatch.setenv('CXX', '/no/such/c++')
+    backend, why = engine.compile_setting('auto', 'enet', CPU, long)
+    assert backend is None and '/no/such/c++ not found' in why

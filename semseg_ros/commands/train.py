@@ -15,8 +15,8 @@ import torch.distributed as dist
 
 from semseg_ros.data.datasets import DATASETS
 from semseg_ros.training import train
-from semseg_ros.training.engine import (AMP_MODES, distributed_context, limit_cv2_threads,
-                                        select_device)
+from semseg_ros.training.engine import (AMP_MODES, AUTO_COMPILE_STEPS, CPU_COMPILED,
+                                        distributed_context, limit_cv2_threads, select_device)
 from semseg_ros.training.losses import CLASS_WEIGHTINGS
 from semseg_ros.training.train import (AUGMENTATIONS, COMPILE_BACKENDS, DATA_PIPELINES,
                                        DEFAULTS, FIT_EPOCHS_AFTER, FLIP_TRANSLATE_PIXELS,
@@ -120,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help='channels-last memory format (default: on a CPU, the faster '
                         'format measured for the network; NCHW on CUDA)')
     parser.add_argument('--compile', nargs='?', const='inductor', choices=COMPILE_BACKENDS,
-                        help='compile the training step with torch.compile (default backend '
-                        'inductor: needs a C++ compiler, a minute or two to start, then '
-                        'faster steps for some networks)')
+                        help='compile the training step with torch.compile (the flag alone: '
+                        'inductor, which needs a C++ compiler on a CPU and a minute or two to '
+                        'start, then faster steps for some networks); auto: inductor for a '
+                        f'network measured faster so on a CPU ({", ".join(sorted(CPU_COMPILED))}'
+                        f') in a session of at least {AUTO_COMPILE_STEPS} steps, else eager'
+                        + default('compile'))
     parser.add_argument('--no-compile', dest='compile', action='store_const', const=None,
-                        help='train eagerly (the default): turns --compile off, e.g. for a '
-                        'resumed run that was compiled')
+                        help='train eagerly, also where --compile auto would compile')
     parser.add_argument('--cuda-graph', action='store_true',
                         help='on CUDA, capture the training step (forward, backward, Adam, '
                         'moving average) once as a CUDA graph and replay it: several times '

@@ -7,6 +7,7 @@ output (MiniNet-v2) and full-resolution ones (ENet, RDS-Net) are scored alike.
 
 import contextlib
 import os
+import shutil
 import sys
 from typing import List, Optional, Sequence, Tuple
 
@@ -26,6 +27,13 @@ AMP_MODES = ('none', 'bf16')
 # on an AMD EPYC Zen 4, 2 threads: docs/training.md). A network not listed trains NCHW.
 CPU_CHANNELS_LAST = {'enet': True, 'mininet_v2': True, 'mininet_v2_cpu': True,
                      'rds_net': False}
+# Networks whose CPU training step is faster compiled (torch.compile, inductor), in bf16 and
+# fp32: ENet 0.74 -> 0.60 s a bf16 step and 0.96 -> 0.69 s fp32 (benchmarks/train_step.py
+# --compile, docs/training.md); compiled, the others are slower in bf16.
+CPU_COMPILED = {'enet'}
+# --compile auto compiles only a session of at least this many steps: compiling takes one or
+# two minutes on a 2-core CPU and saves 0.15-0.25 s an ENet step, so it pays after ~700.
+AUTO_COMPILE_STEPS = 2000
 
 
 def cpu_has_native_bf16() -> bool:
@@ -65,6 +73,32 @@ def training_speed_settings(model_name: str, device: torch.device, amp: str,
     why = ('training in ' + ', '.join(chosen) + '; --amp and --channels-last/'
            '--no-channels-last choose otherwise') if chosen else ''
     return amp, bool(channels_last), why
+
+
+def compile_setting(compile_backend: Optional[str], model_name: str, device: torch.device,
+                    steps: int) -> Tuple[Optional[str], str]:
+    """Resolve ``--compile auto`` for a network, a device and the steps a session plans.
+
+    On a CPU, auto compiles (inductor) the networks of :data:`CPU_COMPILED` when the session
+    plans at least :data:`AUTO_COMPILE_STEPS` steps and a C++ compiler is there (inductor
+    builds C++ on a CPU); anything else trains eagerly. On CUDA, auto is eager: not measured.
+
+    Returns:
+        ``(backend or None, why)``: the setting and, when auto decided for a network that
+        compiles faster, one line saying what and why (else an empty string).
+    """
+    if compile_backend != 'auto':
+        return compile_backend, ''
+    if device.type != 'cpu' or model_name not in CPU_COMPILED or steps < AUTO_COMPILE_STEPS:
+        return None, ''
+    compiler = os.environ.get('CXX') or 'g++'
+    if shutil.which(compiler) is None:
+        return None, (f'training eagerly: {model_name} trains faster compiled on a CPU, but '
+                      f'torch.compile needs a C++ compiler there ({compiler} not found; '
+                      'Debian: apt-get install g++)')
+    return 'inductor', (f'compiling the training step (inductor): {model_name} trains '
+                        'faster compiled on a CPU, after a minute or two of compiling; '
+                        '--no-compile trains eagerly')
 
 
 def select_device(name: str = 'auto', local_rank: int = 0) -> torch.device:

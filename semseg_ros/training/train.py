@@ -71,8 +71,8 @@ from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, ep
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
-    autocast, compile_network, evaluate_model, forward_logits, make_loader, progress_bar,
-    seed_everything, set_memory_format, to_device, training_speed_settings)
+    autocast, compile_network, compile_setting, evaluate_model, forward_logits, make_loader,
+    progress_bar, seed_everything, set_memory_format, to_device, training_speed_settings)
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import class_weights, distillation_loss, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
@@ -91,7 +91,7 @@ DEFAULTS: Dict[str, Any] = {
     'step_epochs': 100, 'step_factor': 0.1,
     'class_weights': 'mfb012', 'val_every': 1, 'val_size': None,
     'workers': 0, 'threads': None, 'seed': 0, 'amp': 'auto', 'channels_last': None,
-    'compile': None, 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
+    'compile': 'auto', 'device': 'auto', 'limit': None, 'resize': None, 'out': None,
     'progress': True, 'init': None, 'holdout': None, 'data_pipeline': 'auto',
     'stop_after': None, 'time_budget': None, 'fit_epochs': False, 'ema': None,
     'cuda_graph': False, 'teacher': None, 'teacher_weights': 'shipped', 'distill_weight': 0.5,
@@ -126,7 +126,7 @@ CHECKPOINT_SECONDS = 30.0
 # left that it plans to fill with training epochs.
 FIT_EPOCHS_AFTER = 3
 FIT_MARGIN = 0.9
-COMPILE_BACKENDS = ('inductor', 'aot_eager', 'eager')
+COMPILE_BACKENDS = ('auto', 'inductor', 'aot_eager', 'eager')
 # Settings --resume may change: they do not alter the recipe. All but the last two leave
 # what the run computes as it was; --amp and --channels-last change the arithmetic only, so a
 # long run can move to a faster one (the trainer says what changed; run.json keeps it).
@@ -253,7 +253,7 @@ def check_config(config: Dict[str, Any]) -> None:
         if config['distill_temperature'] <= 0:
             raise UsageError(f'--distill-temperature must be positive, got '
                              f'{config["distill_temperature"]}')
-    if config['cuda_graph'] and config['compile']:
+    if config['cuda_graph'] and config['compile'] not in (None, 'auto'):
         raise UsageError('--cuda-graph and --compile: choose one (both remove launch '
                          'overhead)')
     if config['ema'] is not None and not 0.0 < config['ema'] < 1.0:
@@ -425,9 +425,6 @@ class Trainer:
             config['cuda_graph'] = False
         if config['cuda_graph'] and world > 1:
             raise UsageError('--cuda-graph trains on one process; leave it out under torchrun')
-        if config['compile']:
-            # Training steps only: validation sees other image sizes and runs eagerly.
-            self.net = compile_network(self.net, config['compile'], device, config['amp'])
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config['lr'],
                                           weight_decay=config['weight_decay'])
         self.sampler = torch.utils.data.DistributedSampler(
@@ -445,6 +442,16 @@ class Trainer:
         self.sessions: List[Dict[str, Any]] = []
         if (self.run_dir / 'last.pt').is_file():
             self._restore(self.run_dir / 'last.pt')
+        # What this session compiles: --compile auto decides from the steps it plans.
+        planned = min(int(config['epochs']), int(config['stop_after'] or config['epochs']))
+        self.compiled, chosen = compile_setting(
+            None if config['cuda_graph'] else config['compile'], config['model'], device,
+            max(0, planned - self.epoch) * self.steps_per_epoch)
+        if chosen and self.is_main:
+            self._print(chosen)
+        if self.compiled:
+            # Training steps only: validation sees other image sizes and runs eagerly.
+            self.net = compile_network(self.net, self.compiled, device, config['amp'])
         # Loss sum, step count and non-finite losses, kept on the device (reading them each
         # step would make the host wait for the GPU) and in one place (a graph replays into it).
         self.totals = torch.zeros(3, dtype=torch.float64, device=device)
