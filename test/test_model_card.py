@@ -88,6 +88,29 @@ def test_card_says_the_machine_and_arithmetic_of_each_stretch_of_epochs(tmp_path
         in card
 
 
+@pytest.mark.parametrize('recipe, said', [
+    ({'lr_schedule': 'poly', 'lr_end': 1e-05, 'poly_power': 0.9, 'augment': 'full',
+      'scale_range': [0.5, 2.0]},
+     'Adam lr 0.001 → 1e-05 polynomial (power 0.9), weight decay 0.0002, augmentation full '
+     '(scales 0.5–2.0), class weights'),
+    ({'lr_schedule': 'plateau', 'lr_end': 1e-06, 'plateau_factor': 0.5,
+      'plateau_patience': 10, 'augment': 'flip-translate'},
+     'Adam lr 0.001, x 0.5 after 10 epochs of stalled loss, down to 1e-06, weight decay '
+     '0.0002, augmentation flip-translate'),
+    ({'lr_schedule': 'step', 'step_epochs': 100, 'step_factor': 0.1, 'augment': 'none'},
+     'Adam lr 0.001, x 0.1 every 100 epochs, weight decay 0.0002, augmentation none'),
+])
+def test_card_says_the_rate_schedule_and_augmentation(recipe, said, tmp_path):
+    """The recipe row names each schedule with its settings, the weight decay and the
+    augmentation (files from before the recipe was stored keep the short row)."""
+    meta = {'model': 'enet', 'crop': '480x360', 'batch_size': 10, 'lr': 0.001,
+            'class_weights': 'enet', 'seed': 0,
+            'recipe': {'weight_decay': 0.0002, **recipe}}
+    save_weights(tmp_path / 'enet_camvid.pt', create_model('enet'), 'enet', 11, 'camvid',
+                 meta=meta)
+    assert f'| recipe | crop 480x360, batch 10, {said}' in model_card.render_card(tmp_path)
+
+
 def test_shipped_card_matches_the_shipped_weights():
     """The card in the package is what the shipped files say (regenerate it when they change)."""
     assert model_card.main(['--check']) == 0

@@ -664,6 +664,10 @@ def test_export_best_weights(learned_run, tmp_path):
     assert meta['commands'][0].startswith('semseg train --model mininet_v2_cpu')
     assert meta['train_wall_seconds'] > 0 and meta['date']
     assert meta['run'] == learned_run.name and meta['init'] is None
+    assert meta['recipe'] == {
+        'lr_schedule': 'poly', 'lr_end': 0.0, 'poly_power': 0.9, 'plateau_factor': 0.5,
+        'plateau_patience': 10, 'step_epochs': 100, 'step_factor': 0.1, 'weight_decay': 2e-4,
+        'augment': 'none', 'scale_range': [0.5, 2.0]}
     # The one session: from the start, on this machine's CPU, in what it trained in.
     session, = meta['sessions']
     assert session['from_epoch'] == 0 and session['world_size'] == 1

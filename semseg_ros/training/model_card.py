@@ -87,6 +87,26 @@ def _held_out(meta: Dict) -> str:
             'frames')
 
 
+def _schedule(lr: float, recipe: Dict) -> str:
+    """Say the optimiser's rate schedule, weight decay and augmentation in a few words."""
+    schedule = recipe.get('lr_schedule')
+    if schedule == 'poly':
+        rate = f'{lr} → {recipe["lr_end"]} polynomial (power {recipe["poly_power"]})'
+    elif schedule == 'plateau':
+        rate = (f'{lr}, x {recipe["plateau_factor"]} after {recipe["plateau_patience"]} '
+                f'epochs of stalled loss, down to {recipe["lr_end"]}')
+    elif schedule == 'step':
+        rate = f'{lr}, x {recipe["step_factor"]} every {recipe["step_epochs"]} epochs'
+    else:
+        rate = f'{lr} ({schedule})'
+    augment = recipe.get('augment')
+    if augment == 'full':
+        low, high = recipe.get('scale_range') or (None, None)
+        augment = f'full (scales {low}–{high})'
+    return (f'Adam lr {rate}, weight decay {recipe.get("weight_decay")}, augmentation '
+            f'{augment}')
+
+
 def _arithmetic(session: Dict) -> str:
     """``bf16, channels-last``: the precision and memory format a session trained in."""
     if session.get('amp') is None or session.get('channels_last') is None:
@@ -181,9 +201,10 @@ def render_card(folder: Path) -> str:
             *([f'| machine | {session_spans(meta, _machine)} |',
                f'| arithmetic | {session_spans(meta, _arithmetic)} |']
               if meta.get('sessions') else []),
-            f'| recipe | crop {meta.get("crop")}, batch {meta.get("batch_size")}, lr '
-            f'{meta.get("lr")}, class weights {meta.get("class_weights")}, seed '
-            f'{meta.get("seed")} |',
+            f'| recipe | crop {meta.get("crop")}, batch {meta.get("batch_size")}, '
+            + (f'{_schedule(meta["lr"], meta["recipe"])}, ' if meta.get('recipe')
+               else f'lr {meta.get("lr")}, ')
+            + f'class weights {meta.get("class_weights")}, seed {meta.get("seed")} |',
             f'| date | {meta.get("date")} (torch {meta.get("torch")}) |',
             f'| frames seen in training | {_frames_seen(meta)} |',
             f'| held-out sequence | {_held_out(meta)} |',

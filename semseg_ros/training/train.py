@@ -135,6 +135,9 @@ RESUME_OVERRIDES = {'epochs', 'val_every', 'workers', 'threads', 'progress', 'ex
                     'channels_last'}
 # Settings of one session only, never stored as the run's settings.
 SESSION_ONLY = {'export_best', 'stop_after', 'time_budget'}
+# What a shipped file keeps of a run's recipe besides crop, batch, lr and class weights.
+RECIPE_KEYS = ('lr_schedule', 'lr_end', 'poly_power', 'plateau_factor', 'plateau_patience',
+               'step_epochs', 'step_factor', 'weight_decay', 'augment', 'scale_range')
 # What a shipped file keeps of each session of its run (the model card says them).
 SESSION_KEYS = ('from_epoch', 'machine', 'world_size', 'amp', 'channels_last')
 LOG_FIELDS = ['epoch', 'loss', 'lr', 'val_miou', 'val_pixel_accuracy', 'seconds']
@@ -891,6 +894,9 @@ def export_best(run_dir, out_path) -> Path:
         'train_wall_seconds': round(sum(h['seconds'] for h in last['history']), 1),
         'crop': args['crop'], 'batch_size': args['batch_size'], 'lr': args['lr'],
         'class_weights': args['class_weights'], 'seed': args['seed'],
+        # The schedule and augmentation, for the card's recipe (runs from before these
+        # options have none stored: the defaults they trained with).
+        'recipe': {key: args.get(key, DEFAULTS[key]) for key in RECIPE_KEYS},
         'date': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
         'commands': [s['command'] for s in run_record.get('sessions', [])],
         # Where and in what arithmetic each session trained, from which epoch on.
