@@ -25,12 +25,11 @@ More machines: ``torchrun --nproc_per_node=N -m semseg_ros.commands.train ...`` 
 DistributedDataParallel (gloo on CPU, nccl on GPU); ``--batch-size`` is per process, and
 only rank 0 writes files and logs.
 
-Speed on CPU (mininet_v2_cpu, CamVid train, batch 8, 2 threads, on a 2-core machine shared
-with other jobs): about 77 s/epoch with 352x256 crops, 113 s with 384x288, 173 s with
-480x360; bf16 autocast was 2-2.6x slower and channels-last 3-6% slower, so both stay off by
-default. Per training step (batch 8 at 384x288, 2 threads, quiet machine): ENet 2.1 s eager,
-1.8 s channels-last, 1.5 s channels-last with ``--compile``; RDS-Net 1.2 s eager but 2.1 s
-channels-last; MiniNet-v2 2.8 s either way; MiniNet-v2-cpu 1.47 s eager, 1.39 s compiled.
+Speed on a CPU: unless told otherwise, a session takes the fastest stable settings measured
+for its network (:func:`~semseg_ros.training.engine.training_speed_settings`,
+:func:`~semseg_ros.training.engine.compile_setting`): bf16 where the CPU computes it in
+hardware, the network's faster memory format, and for ENet a compiled step in a long session;
+docs/training.md has the measurements (AMD EPYC Zen 4, 2 cores).
 When other processes share the cores, start training with
 ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``): OpenMP's default busy-waiting made
 2-thread steps 2-7x slower under contention.
