@@ -74,21 +74,26 @@ def _done(run_dir: Path) -> Optional[Tuple[int, int]]:
     return progress.epochs_done, progress.epochs
 
 
-def plan(data_root: Path, runs: Path, extra: Sequence[str]) -> List[Tuple[Path, List[str]]]:
-    """Return ``(run folder, train command)`` of each run still to train, in order."""
+def plan(data_root: Path, runs: Path,
+         extra: Sequence[str]) -> List[Tuple[Path, Optional[Tuple[int, int]], List[str]]]:
+    """Return each queued run's folder, ``(epochs done, epochs)`` (None: not started) and the
+    train command that goes on with it (empty: it has trained all its epochs), in order."""
     python = [sys.executable, '-m', 'semseg_ros.cli', 'train']
     # run.json keeps the data root for every later resume, from whatever folder.
     data_root = data_root.resolve()
-    todo = []
+    queue = []
     for name, recipe in QUEUE:
         run_dir = runs / name
         done = _done(run_dir)
         if done is None:
-            todo.append((run_dir, [*python, *recipe, *COMMON, '--data-root', str(data_root),
-                                   '--out', str(run_dir), *extra]))
+            command = [*python, *recipe, *COMMON, '--data-root', str(data_root),
+                       '--out', str(run_dir), *extra]
         elif done[0] < done[1]:
-            todo.append((run_dir, [*python, '--resume', str(run_dir), '--no-progress']))
-    return todo
+            command = [*python, '--resume', str(run_dir), '--no-progress']
+        else:
+            command = []
+        queue.append((run_dir, done, command))
+    return queue
 
 
 class _Stop:
@@ -127,14 +132,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         argv, extra = argv[:argv.index('--')], argv[argv.index('--') + 1:]
     args = build_parser().parse_args(argv)
     try:
-        todo = plan(args.data_root, args.runs, extra)
+        queue = plan(args.data_root, args.runs, extra)
     except ValueError as error:  # a run folder with an unreadable run.json or log
         print(f'campaign: {error}', file=sys.stderr)
         return 2
-    for name, _ in QUEUE:
-        done = _done(args.runs / name)
-        state = 'not started' if done is None else f'{done[0]}/{done[1]} epochs'
-        _say(f'{name}: {state}')
+    for run_dir, done, _ in queue:
+        _say(f'{run_dir.name}: ' + ('not started' if done is None
+                                    else f'{done[0]}/{done[1]} epochs'))
+    todo = [(run_dir, command) for run_dir, _, command in queue if command]
     if not todo:
         _say('every run has trained all its epochs')
         return 0

@@ -75,6 +75,12 @@ def training_speed_settings(model_name: str, device: torch.device, amp: str,
     return amp, bool(channels_last), why
 
 
+def describe_arithmetic(amp: str, channels_last: bool) -> str:
+    """``bf16, channels-last``: a precision and memory format as run.json and cards say them."""
+    return (('bf16' if amp == 'bf16' else 'fp32') + ', '
+            + ('channels-last' if channels_last else 'NCHW'))
+
+
 def compile_setting(compile_backend: Optional[str], model_name: str, device: torch.device,
                     steps: int) -> Tuple[Optional[str], str]:
     """Resolve ``--compile auto`` for a network, a device and the steps a session plans.

@@ -18,6 +18,7 @@ from semseg_ros.core.classes import load_class_set
 from semseg_ros.core.files import write_text_atomic
 from semseg_ros.core.resources import weights_dir
 from semseg_ros.core.weights import read_weights
+from semseg_ros.training.engine import describe_arithmetic
 from semseg_ros.training.plots import plot_training_curves
 
 HEADER = """# Model card: shipped CamVid weights
@@ -111,8 +112,7 @@ def _arithmetic(session: Dict) -> str:
     """``bf16, channels-last``: the precision and memory format a session trained in."""
     if session.get('amp') is None or session.get('channels_last') is None:
         return 'not recorded'
-    return (('bf16' if session['amp'] == 'bf16' else 'fp32') + ', '
-            + ('channels-last' if session['channels_last'] else 'NCHW'))
+    return describe_arithmetic(session['amp'], session['channels_last'])
 
 
 def _machine(session: Dict) -> str:

@@ -70,8 +70,9 @@ from semseg_ros.data.device_augment import DeviceAugmentation, DeviceBatches, ep
 from semseg_ros.data.transforms import TrainAugmentation
 from semseg_ros.models import check_input_size, create_model, model_info
 from semseg_ros.training.engine import (
-    autocast, compile_network, compile_setting, evaluate_model, forward_logits, make_loader,
-    progress_bar, seed_everything, set_memory_format, to_device, training_speed_settings)
+    autocast, compile_network, compile_setting, describe_arithmetic, evaluate_model,
+    forward_logits, make_loader, progress_bar, seed_everything, set_memory_format, to_device,
+    training_speed_settings)
 from semseg_ros.training.graph_step import GraphedStep, make_capturable, portable_state_dict
 from semseg_ros.training.losses import class_weights, distillation_loss, SegmentationLoss
 from semseg_ros.training.plots import plot_training_curves
@@ -781,12 +782,8 @@ class Trainer:
         if not (self.run_dir / 'last.pt').is_file() or not run_file.is_file():
             return ''
         stored = json.loads(run_file.read_text())['args']
-
-        def described(amp, channels_last):
-            return (('bf16' if amp == 'bf16' else 'fp32') + ', '
-                    + ('channels-last' if channels_last else 'NCHW'))
-        before = described(stored.get('amp'), stored.get('channels_last'))
-        now = described(self.config['amp'], self.config['channels_last'])
+        before = describe_arithmetic(stored.get('amp'), stored.get('channels_last'))
+        now = describe_arithmetic(self.config['amp'], self.config['channels_last'])
         if before == now:
             return ''
         return (f'this session trains in {now}; the run trained in {before} until now '
